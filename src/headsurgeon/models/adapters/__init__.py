@@ -1,0 +1,15 @@
+"""Head layouts: one small adapter per model family (see ``base.py``)."""
+
+from .base import FamilyAdapter, HeadRef, HeadSlices, NeuronAxes, TensorSlice
+from .registry import ADAPTERS, adapter_for, supported_model_types
+
+__all__ = [
+    "ADAPTERS",
+    "FamilyAdapter",
+    "HeadRef",
+    "HeadSlices",
+    "NeuronAxes",
+    "TensorSlice",
+    "adapter_for",
+    "supported_model_types",
+]

@@ -1,0 +1,213 @@
+"""The one place that knows where a head's weights live.
+
+Every model family stores attention differently (BLOOM fuses Q/K/V and interleaves them per
+head, GPT-2 stores a transposed Conv1D, Llama-family models use separate projections and
+grouped-query attention). A :class:`FamilyAdapter` answers the same few questions for every
+family, declaratively, so that diagnosis, surgery, ablation and the extreme-token probes never
+look at a layout themselves:
+
+* which module computes a layer's attention (its forward returns ``(output, weights)``);
+* for head ``h`` of layer ``l``: the Q, K, V weight (and bias) regions and the output-projection
+  region, each a :class:`TensorSlice` (one contiguous range along one dimension of one
+  parameter), and which KV group the head reads;
+* which module's *input* is the concatenation of the head outputs (the output projection), so a
+  head can be ablated with one pre-hook;
+* where each MLP neuron's input and output weights are (for the dormancy measure).
+
+Adding a family means writing one small subclass and registering it in ``registry.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True, order=True)
+class HeadRef:
+    """An explicit reference to one attention head (both indices zero-based)."""
+
+    layer: int
+    head: int
+
+    def __str__(self) -> str:
+        return f"L{self.layer}H{self.head}"
+
+
+@dataclass(frozen=True)
+class TensorSlice:
+    """A contiguous range ``[start, stop)`` along dimension ``dim`` of parameter ``param``.
+
+    ``features_dim`` says which dimension of the weight indexes the module's *output* features
+    (0 for ``nn.Linear``, 1 for GPT-2's ``Conv1D``); slicing that dimension selects output
+    features ``start..stop`` of the module's result, which is how value states are read.
+    """
+
+    param: str
+    dim: int
+    start: int
+    stop: int
+
+    @property
+    def size(self) -> int:
+        return self.stop - self.start
+
+    def index(self, ndim: int) -> tuple:
+        """An indexing tuple selecting this region from a tensor with ``ndim`` dimensions."""
+        idx = [slice(None)] * ndim
+        idx[self.dim] = slice(self.start, self.stop)
+        return tuple(idx)
+
+    def view(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The region of ``tensor`` (a view, not a copy)."""
+        return tensor[self.index(tensor.ndim)]
+
+
+@dataclass(frozen=True)
+class HeadSlices:
+    """Where one head lives. Bias entries are ``None`` when the projection has no bias."""
+
+    head: HeadRef
+    kv_group: int
+    q_weight: TensorSlice
+    k_weight: TensorSlice
+    v_weight: TensorSlice
+    o_weight: TensorSlice
+    q_bias: TensorSlice | None
+    k_bias: TensorSlice | None
+    v_bias: TensorSlice | None
+
+    def qkv_regions(self) -> list[TensorSlice]:
+        """Q, K, V weight and bias regions (the ones surgery re-initialises)."""
+        regions = [self.q_weight, self.k_weight, self.v_weight]
+        regions += [b for b in (self.q_bias, self.k_bias, self.v_bias) if b is not None]
+        return regions
+
+    def all_regions(self) -> list[TensorSlice]:
+        return self.qkv_regions() + [self.o_weight]
+
+
+@dataclass(frozen=True)
+class NeuronAxes:
+    """Where MLP neuron ``i`` reads and writes: ``up`` index ``i`` along ``up_dim``, ``down`` along ``down_dim``."""
+
+    up: str
+    up_dim: int
+    down: str
+    down_dim: int
+
+
+class FamilyAdapter:
+    """Base class: subclasses fill in the class attributes and :meth:`head_slices`.
+
+    Paths are relative to the model root and contain ``{layer}``; they name modules and
+    parameters exactly as ``model.named_modules()`` / ``named_parameters()`` do.
+    """
+
+    #: ``config.model_type`` values this adapter serves.
+    model_types: ClassVar[tuple[str, ...]] = ()
+    #: Human-readable family name used in messages and outputs.
+    family: ClassVar[str] = ""
+    #: Module whose forward returns ``(attn_output, attn_weights)``.
+    attention_path: ClassVar[str] = ""
+    #: Module whose input's last dimension is ``[head0 | head1 | ...]`` (the output projection).
+    output_projection_path: ClassVar[str] = ""
+    #: Decoder block whose output[0] is the residual stream after the layer.
+    block_path: ClassVar[str] = ""
+    #: Whether the forward path must be switched to ``eager`` to return attention weights.
+    needs_eager: ClassVar[bool] = True
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.config = model.config
+        cfg = self.config
+        self.num_layers: int = cfg.num_hidden_layers
+        self.num_heads: int = cfg.num_attention_heads
+        self.num_kv_heads: int = getattr(cfg, "num_key_value_heads", None) or self.num_heads
+        self.hidden_size: int = cfg.hidden_size
+        self.head_dim: int = getattr(cfg, "head_dim", None) or self.hidden_size // self.num_heads
+        self._params = dict(model.named_parameters())
+
+    # ----- questions every family answers -------------------------------------------------
+    def head_slices(self, layer: int, head: int) -> HeadSlices:
+        raise NotImplementedError
+
+    def neuron_axes(self, layer: int) -> NeuronAxes:
+        raise NotImplementedError
+
+    def alibi_slopes(self) -> torch.Tensor | None:
+        """Per-head ALiBi slopes from the library's own code, or ``None`` if not an ALiBi model."""
+        return None
+
+    # ----- shared helpers -----------------------------------------------------------------
+    @property
+    def heads_per_group(self) -> int:
+        return self.num_heads // self.num_kv_heads
+
+    def kv_group(self, head: int) -> int:
+        """The KV head that query head ``head`` reads (grouped-query attention)."""
+        return head // self.heads_per_group
+
+    def heads_in_group(self, group: int) -> list[int]:
+        return list(range(group * self.heads_per_group, (group + 1) * self.heads_per_group))
+
+    def all_heads(self) -> list[HeadRef]:
+        return [HeadRef(l, h) for l in range(self.num_layers) for h in range(self.num_heads)]
+
+    def path(self, template: str, layer: int) -> str:
+        return template.format(layer=layer)
+
+    def module(self, template: str, layer: int) -> nn.Module:
+        return self.model.get_submodule(self.path(template, layer))
+
+    def attention_module(self, layer: int) -> nn.Module:
+        return self.module(self.attention_path, layer)
+
+    def output_projection(self, layer: int) -> nn.Module:
+        return self.module(self.output_projection_path, layer)
+
+    def block(self, layer: int) -> nn.Module:
+        return self.module(self.block_path, layer)
+
+    def parameter(self, name: str) -> nn.Parameter:
+        return self._params[name]
+
+    def has_param(self, name: str) -> bool:
+        return name in self._params
+
+    def head_output_range(self, head: int) -> tuple[int, int]:
+        """Range of head ``head`` inside the output projection's input features."""
+        return head * self.head_dim, (head + 1) * self.head_dim
+
+    def check_head(self, layer: int, head: int) -> None:
+        from headsurgeon.errors import HeadsurgeonError
+
+        if not (0 <= layer < self.num_layers and 0 <= head < self.num_heads):
+            raise HeadsurgeonError(
+                f"head L{layer}H{head} does not exist in this {self.family} model "
+                f"({self.num_layers} layers x {self.num_heads} heads); use zero-based indices in range"
+            )
+
+    def prepare(self) -> None:
+        """Make the forward pass return per-head attention weights (switch to eager if needed)."""
+        if self.needs_eager and getattr(self.config, "_attn_implementation", "eager") != "eager":
+            self.model.set_attn_implementation("eager")
+
+    def describe(self) -> dict:
+        return {
+            "family": self.family,
+            "model_type": self.config.model_type,
+            "num_layers": self.num_layers,
+            "num_heads": self.num_heads,
+            "num_kv_heads": self.num_kv_heads,
+            "head_dim": self.head_dim,
+            "hidden_size": self.hidden_size,
+        }
+
+
+def rows(param: str, start: int, size: int, dim: int = 0) -> TensorSlice:
+    """Shorthand for a slice of ``size`` entries starting at ``start`` along ``dim``."""
+    return TensorSlice(param, dim, start, start + size)

@@ -1,0 +1,34 @@
+"""Adapter registry keyed by ``config.model_type`` (add a family: import it and list it here)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from headsurgeon.errors import UnsupportedArchitectureError
+
+from .base import FamilyAdapter
+from .bloom import BloomAdapter
+from .gpt2 import GPT2Adapter
+from .gpt_neox import GPTNeoXAdapter
+from .llama import LlamaAdapter
+
+ADAPTERS: tuple[type[FamilyAdapter], ...] = (BloomAdapter, LlamaAdapter, GPT2Adapter, GPTNeoXAdapter)
+
+_BY_TYPE = {t: cls for cls in ADAPTERS for t in cls.model_types}
+
+
+def supported_model_types() -> list[str]:
+    return sorted(_BY_TYPE)
+
+
+def adapter_for(model: nn.Module) -> FamilyAdapter:
+    """The family adapter for ``model``; a one-line error naming the supported types otherwise."""
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    cls = _BY_TYPE.get(model_type)
+    if cls is None:
+        raise UnsupportedArchitectureError(
+            f"architecture '{model_type}' is not supported; supported model types: "
+            f"{', '.join(supported_model_types())} (a new family needs one adapter module in "
+            "headsurgeon/models/adapters/)"
+        )
+    return cls(model)
