@@ -20,6 +20,11 @@ app = typer.Typer(
 SUBCOMMANDS = ("diagnose", "plan", "operate", "compare", "report", "study", "extremes", "toy")
 
 
+@app.callback()
+def _root() -> None:
+    """Find, explain, repair and measure collapsed attention heads (attention sinks)."""
+
+
 def _register_all() -> None:
     for name in SUBCOMMANDS:
         try:
@@ -35,29 +40,20 @@ _register_all()
 
 
 def run(argv: list[str] | None = None) -> int:
-    """Entry point: run the app; user errors become one line on stderr and exit code 2."""
+    """Entry point: run the app; user errors become one line on stderr and exit code 2.
+
+    Usage errors (unknown option, bad value) are reported by typer/click itself, also
+    without a traceback.
+    """
     from headsurgeon.errors import HeadsurgeonError
 
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, standalone_mode=True)
     except HeadsurgeonError as exc:
         typer.echo(f"error: {exc}", err=True)
         return exc.exit_code
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        return 130
-    except Exception as exc:  # click usage errors and friends
-        import click
-
-        if isinstance(exc, click.exceptions.Exit):
-            return exc.exit_code
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
-            typer.echo("aborted", err=True)
-            return 1
-        raise
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return 0
 
 

@@ -1,0 +1,103 @@
+"""Streaming per-head attention capture.
+
+How the weights are obtained: every supported family's attention module returns
+``(attn_output, attn_weights)`` from its forward. On the eager path (which
+:meth:`FamilyAdapter.prepare` selects; BLOOM always computes probabilities explicitly) those
+weights are the softmax probabilities the layer actually multiplied with its values, the same
+tensor ``output_attentions=True`` would collect. We put a forward hook on each layer's
+attention module, hand the layer's weights to a callback *while the forward pass runs*, and
+let them go: the callback reduces them to per-head statistics, so at most one layer's maps are
+alive at a time (``output_attentions=True`` keeps every layer's maps until the pass ends).
+
+Every captured map is checked: rows of real query positions sum to 1 and nothing lies above
+the causal diagonal. A backend that returns no weights (SDPA, flash attention) is an error,
+never a silent zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+
+from headsurgeon.errors import CaptureError
+from headsurgeon.models.adapters import FamilyAdapter
+
+
+@dataclass
+class AttentionBatch:
+    """One layer's attention for a right-padded batch.
+
+    ``weights``: ``[batch, heads, T, T]`` probabilities (rows = queries). ``lengths``: real
+    token count per sequence; query/key positions ``>= length`` are padding and carry no meaning.
+    """
+
+    layer: int
+    weights: torch.Tensor
+    lengths: torch.Tensor
+
+    def valid_queries(self) -> torch.Tensor:
+        """``[batch, T]`` boolean mask of real query positions."""
+        t = torch.arange(self.weights.shape[-1], device=self.weights.device)
+        return t[None, :] < self.lengths[:, None].to(t.device)
+
+
+def check_attention_map(batch: AttentionBatch, *, atol: float = 1e-3) -> None:
+    """Fail loudly unless real rows sum to 1 and the map is causal (zero above the diagonal)."""
+    w = batch.weights
+    if not torch.isfinite(w).all():
+        raise CaptureError(f"layer {batch.layer}: attention weights contain NaN or inf; run in float32")
+    valid = batch.valid_queries()  # [B, T]
+    row_sums = w.sum(-1)  # [B, H, T]
+    bad = ((row_sums - 1).abs() > atol) & valid[:, None, :]
+    if bad.any():
+        worst = (row_sums - 1).abs()[bad].max().item()
+        raise CaptureError(f"layer {batch.layer}: attention rows do not sum to 1 (off by {worst:.2e}); the backend is not returning probabilities")
+    T = w.shape[-1]
+    upper = torch.ones(T, T, dtype=torch.bool, device=w.device).triu(1)
+    leak = w.masked_select(upper & valid[:, None, :, None]).abs().max() if T > 1 else torch.tensor(0.0)
+    if leak > atol:
+        raise CaptureError(f"layer {batch.layer}: attention above the causal diagonal ({leak.item():.2e}); is the model causal?")
+
+
+@contextmanager
+def stream_attention(
+    adapter: FamilyAdapter,
+    lengths: torch.Tensor,
+    on_layer: Callable[[AttentionBatch], None],
+    *,
+    layers: list[int] | None = None,
+    validate: bool = True,
+) -> Iterator[None]:
+    """Within this context, every forward pass calls ``on_layer`` once per layer with its weights.
+
+    ``lengths`` are the real lengths of the batch about to be run (right padding). Hooks are
+    always removed on exit, even on error.
+    """
+    handles = []
+
+    def make_hook(layer: int):
+        def hook(module, args, output):
+            weights = output[1] if isinstance(output, tuple) and len(output) > 1 else None
+            if weights is None:
+                raise CaptureError(
+                    f"layer {layer}: the attention backend returned no weights; load the model with "
+                    "attn_implementation='eager' (headsurgeon.load_model does this)"
+                )
+            batch = AttentionBatch(layer=layer, weights=weights.detach().float(), lengths=lengths)
+            if validate:
+                check_attention_map(batch)
+            on_layer(batch)
+
+        return hook
+
+    wanted = range(adapter.num_layers) if layers is None else layers
+    try:
+        for layer in wanted:
+            handles.append(adapter.attention_module(layer).register_forward_hook(make_hook(layer)))
+        yield
+    finally:
+        for h in handles:
+            h.remove()

@@ -1,0 +1,37 @@
+"""``headsurgeon diagnose``: classify every head of a model (calls :func:`headsurgeon.diagnose`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .display import print_diagnosis
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("diagnose")
+    def diagnose_cmd(
+        model: Optional[str] = typer.Option(None, "--model", "-m", help="Hub id, local folder or .gguf file (default: built-in SmolLM2-135M-Instruct)."),
+        out: Path = typer.Option(Path("out/diagnosis"), "--out", "-o", help="Output folder for diagnosis.json, heatmap.png, histogram.png."),
+        prompts: Optional[Path] = typer.Option(None, "--prompts", help="Prompt file: blank-line separated text, or JSONL with a 'text' field (default: built-in set)."),
+        bos: str = typer.Option("auto", "--bos", help="auto: tokenizer's own behaviour; force: put BOS at position 0; none: strip a leading BOS."),
+        sink_threshold: float = typer.Option(0.5, help="BOS mass above this is BOS-sink."),
+        dead_threshold: float = typer.Option(0.95, help="BOS mass above this is DEAD."),
+        low_entropy_threshold: float = typer.Option(0.5, help="Healthy heads below this entropy (nats) are low-entropy."),
+        include_first_query: bool = typer.Option(False, help="Average over query position 0 too (the paper's convention; inflates BOS mass by ~1/T)."),
+        max_length: int = typer.Option(512, help="Truncate prompts to this many tokens."),
+        batch_size: int = typer.Option(4, help="Prompts per forward pass."),
+        progress: bool = typer.Option(True, help="Show a progress bar."),
+    ) -> None:
+        """Measure BOS mass, entropy and local mass of every head; print class counts; write JSON and figures."""
+        from headsurgeon.diagnosis import Thresholds, diagnose
+
+        thresholds = Thresholds(sink=sink_threshold, dead=dead_threshold, low_entropy=low_entropy_threshold)
+        diag = diagnose(
+            model, prompt_file=prompts, thresholds=thresholds, include_first_query=include_first_query,
+            bos=bos, max_length=max_length, batch_size=batch_size, out_dir=out, progress=progress,
+        )
+        print_diagnosis(diag)
+        typer.echo(f"wrote {out / 'diagnosis.json'}, {out / 'heatmap.png'}, {out / 'histogram.png'}")

@@ -1,0 +1,41 @@
+"""Terminal tables (rich) shared by the subcommands."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+
+def print_diagnosis(diag) -> None:
+    from headsurgeon.diagnosis import LABELS
+
+    s = diag.summary()
+    m = diag.model
+    firsts = Counter(p["first_token"] for p in diag.prompts)
+    q0 = "included" if diag.settings["include_first_query"] else "excluded"
+    console.print(
+        f"[bold]{m['name']}[/bold] ({m['family']}, {m['num_layers']} layers x {m['num_heads']} heads, "
+        f"{m['num_kv_heads']} KV heads) over {len(diag.prompts)} prompts; query 0 {q0}; "
+        f"--bos {diag.settings['bos']}, first tokens: " + ", ".join(f"{t!r} x{n}" for t, n in firsts.most_common(4))
+    )
+    t = Table(title="Head classes", show_lines=False)
+    t.add_column("sink threshold")
+    for c in LABELS.values():
+        t.add_column(c, justify="right")
+    for thr, counts in diag.threshold_sweep().items():
+        marker = " (used)" if abs(float(thr) - diag.thresholds.sink) < 1e-9 else ""
+        t.add_row(f"> {thr}{marker}", *[str(counts[k]) for k in LABELS])
+    console.print(t)
+    cols = diag.columns()
+    console.print(
+        f"collapsed: {s['collapsed_percent']}% of {s['heads']} heads · per head index (layers collapsed): "
+        + " ".join(f"H{h}:{n}" for h, n in enumerate(cols["collapsed_layers"]))
+        + f" · sick band: {cols['sick_band']}"
+    )
+    console.print(f"spread across prompts (std of BOS mass): mean {s['mean_prompt_spread']:.3f}, max {s['max_prompt_spread']:.3f}")
+    if diag.alibi:
+        console.print(f"ALiBi: {diag.alibi['reading']}")

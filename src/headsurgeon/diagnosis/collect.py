@@ -1,0 +1,58 @@
+"""Run prompts through a model and reduce attention to per-head statistics, layer by layer."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from headsurgeon.capture import AttentionBatch, stream_attention
+from headsurgeon.errors import CaptureError
+from headsurgeon.models import LoadedModel
+from headsurgeon.prompts.encoding import EncodedPrompt, batches
+
+from .metrics import METRICS, head_stats
+
+
+@torch.no_grad()
+def collect_head_stats(
+    loaded: LoadedModel,
+    encoded: list[EncodedPrompt],
+    *,
+    batch_size: int = 4,
+    include_first_query: bool = False,
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
+    """``{metric: [prompts, layers, heads]}`` for every prompt in ``encoded``.
+
+    Each layer's maps are reduced inside the forward pass (see :mod:`headsurgeon.capture`), so
+    memory holds one layer's attention at a time whatever the depth of the model.
+    """
+    adapter, model = loaded.adapter, loaded.model
+    P, L, H = len(encoded), adapter.num_layers, adapter.num_heads
+    out = {m: np.full((P, L, H), np.nan) for m in METRICS}
+    device = next(model.parameters()).device
+    pad_id = loaded.tokenizer.pad_token_id
+    bar = tqdm(total=P, desc="diagnosing", unit="prompt", disable=not progress, leave=False)
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in batches(encoded, batch_size=batch_size, pad_id=pad_id):
+            lengths = batch.lengths.to(device)
+            seen: list[int] = []
+
+            def on_layer(att: AttentionBatch) -> None:
+                stats = head_stats(att, include_first_query=include_first_query)
+                for m in METRICS:
+                    out[m][batch.indices, att.layer, :] = getattr(stats, m).cpu().numpy()
+                seen.append(att.layer)
+
+            with stream_attention(adapter, lengths, on_layer):
+                model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device), use_cache=False)
+            if sorted(seen) != list(range(L)):
+                raise CaptureError(f"attention was captured for layers {sorted(seen)} of {L}; the model's forward bypasses the adapter's attention modules")
+            bar.update(len(batch.indices))
+    finally:
+        bar.close()
+        model.train(was_training)
+    return out

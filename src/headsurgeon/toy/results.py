@@ -1,0 +1,146 @@
+"""Result objects of the toy lab and their files (versioned JSON + CSV, atomic writes).
+
+``toy_run.json`` keys (schema 1.0):
+  schema_version, package_version, created (UTC ISO-8601), kind ("toy_run"),
+  config (every ToyConfig field), task (alphabet, triggers, BOS id, text source),
+  summary (final headline numbers + verdicts, see ``dynamics.summarize``),
+  timing (steps/s, ms per generated batch vs per optimiser step),
+  dynamics ({"step": [...], "<metric>": [...]}, definitions in ``dynamics.py``).
+``dynamics.csv`` holds the same dynamics, one row per logged step.
+``toy_compare.json`` (kind "toy_compare") holds the base config and one summary per variant.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from headsurgeon._version import SCHEMA_VERSION, __version__
+from headsurgeon.toy.config import ToyConfig
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temporary file in the same directory and ``os.replace`` it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN: write missing measurements (e.g. no trigger in a batch) as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def header(kind: str) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "package_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "kind": kind,
+    }
+
+
+@dataclass
+class ToyRunResult:
+    """One training run: config, task, logged dynamics, final summary, timing, files."""
+
+    config: ToyConfig
+    task: dict[str, Any]
+    dynamics: dict[str, list[float]]  # "step" plus one list per metric, aligned
+    summary: dict[str, Any]
+    timing: dict[str, float]
+    files: dict[str, str] = field(default_factory=dict)
+    model: Any = None  # the trained ToyTransformer (not serialised into JSON)
+
+    @property
+    def final(self) -> dict[str, float]:
+        """The last logged measurement row."""
+        return {k: v[-1] for k, v in self.dynamics.items()}
+
+    def to_json(self) -> dict[str, Any]:
+        return _clean({**header("toy_run"), "config": self.config.to_dict(), "task": self.task,
+                       "summary": self.summary, "timing": self.timing, "dynamics": self.dynamics})
+
+    def write(self, out_dir: str | Path) -> dict[str, str]:
+        """Write ``toy_run.json`` and ``dynamics.csv`` into ``out_dir``; returns their paths."""
+        out = Path(out_dir)
+        js, cs = out / "toy_run.json", out / "dynamics.csv"
+        atomic_write_text(js, json.dumps(self.to_json(), indent=1) + "\n")
+        atomic_write_text(cs, dynamics_csv(self.dynamics))
+        self.files.update({"json": str(js), "csv": str(cs)})
+        return {"json": str(js), "csv": str(cs)}
+
+
+def dynamics_csv(dynamics: dict[str, list[float]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    names = list(dynamics)
+    w.writerow(names)
+    for i in range(len(dynamics["step"])):
+        w.writerow([dynamics[n][i] for n in names])
+    return buf.getvalue()
+
+
+def load_run(path: str | Path) -> dict[str, Any]:
+    """Read a ``toy_run.json`` (or its directory), refusing another schema major version."""
+    from headsurgeon.errors import HeadsurgeonError
+
+    p = Path(path)
+    p = p / "toy_run.json" if p.is_dir() else p
+    if not p.is_file():
+        raise HeadsurgeonError(f"{p} does not exist; point at a toy run directory or its toy_run.json")
+    data = json.loads(p.read_text(encoding="utf-8"))
+    if str(data.get("schema_version", "")).split(".")[0] != SCHEMA_VERSION.split(".")[0]:
+        raise HeadsurgeonError(f"{p} has schema {data.get('schema_version')}; re-run the toy training")
+    return data
+
+
+@dataclass
+class ToyCompareResult:
+    """The same base config trained as several variants (softmax+AdamW, ReLU, SGD)."""
+
+    base: ToyConfig
+    runs: dict[str, ToyRunResult]
+    files: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return _clean({
+            **header("toy_compare"),
+            "config": self.base.to_dict(),
+            "variants": {
+                name: {"changes": changed_fields(self.base, r.config), "summary": r.summary,
+                       "timing": r.timing, "files": r.files}
+                for name, r in self.runs.items()
+            },
+        })
+
+    def write(self, out_dir: str | Path) -> str:
+        p = Path(out_dir) / "toy_compare.json"
+        atomic_write_text(p, json.dumps(self.to_json(), indent=1) + "\n")
+        self.files["json"] = str(p)
+        return str(p)
+
+
+def changed_fields(base: ToyConfig, other: ToyConfig) -> dict[str, Any]:
+    a, b = base.to_dict(), other.to_dict()
+    return {k: b[k] for k in a if a[k] != b[k]}
