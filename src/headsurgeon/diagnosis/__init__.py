@@ -3,9 +3,9 @@
 from .classes import BOS_SINK, CLASSES, COLLAPSED, DEAD, HEALTHY, LABELS, LOW_ENTROPY, Thresholds, classify
 from .collect import collect_head_stats
 from .result import Diagnosis
-from .run import diagnose
+from .run import diagnose, diagnose_encoded
 
 __all__ = [
     "BOS_SINK", "CLASSES", "COLLAPSED", "DEAD", "HEALTHY", "LABELS", "LOW_ENTROPY",
-    "Diagnosis", "Thresholds", "classify", "collect_head_stats", "diagnose",
+    "Diagnosis", "Thresholds", "classify", "collect_head_stats", "diagnose", "diagnose_encoded",
 ]

@@ -10,7 +10,7 @@ import numpy as np
 from headsurgeon.errors import HeadsurgeonError
 from headsurgeon.models import LoadedModel, load_model
 from headsurgeon.prompts import Prompt, builtin_prompts, read_prompt_file
-from headsurgeon.prompts.encoding import encode_prompts, first_token
+from headsurgeon.prompts.encoding import EncodedPrompt, encode_prompts, first_token
 
 from .alibi import alibi_analysis
 from .classes import COLLAPSED, Thresholds
@@ -64,6 +64,31 @@ def diagnose(
     items, source = resolve_prompts(prompts, prompt_file)
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
     encoded = encode_prompts(loaded.tokenizer, items, bos=bos, max_length=max_length)
+    diag = diagnose_encoded(
+        loaded, encoded, thresholds=thresholds, include_first_query=include_first_query, bos=bos,
+        prompt_source=source, max_length=max_length, batch_size=batch_size, progress=progress,
+    )
+    if out_dir is not None:
+        from .outputs import write_diagnosis_outputs
+
+        write_diagnosis_outputs(diag, out_dir)
+    return diag
+
+
+def diagnose_encoded(
+    loaded: LoadedModel,
+    encoded: list[EncodedPrompt],
+    *,
+    thresholds: Thresholds | None = None,
+    include_first_query: bool = False,
+    bos: str = "auto",
+    prompt_source: str = "builtin",
+    max_length: int | None = 512,
+    batch_size: int = 4,
+    progress: bool = False,
+) -> Diagnosis:
+    """Diagnose already-encoded prompts (used by :func:`diagnose` and by re-diagnosis during training)."""
+    thresholds = thresholds or Thresholds()
     start = time.perf_counter()
     per_prompt = collect_head_stats(
         loaded, encoded, batch_size=batch_size, include_first_query=include_first_query, progress=progress
@@ -74,7 +99,7 @@ def diagnose(
             "thresholds": thresholds.to_dict(),
             "include_first_query": include_first_query,
             "bos": bos,
-            "prompt_source": source,
+            "prompt_source": prompt_source,
             "max_length": max_length,
             "batch_size": batch_size,
         },
@@ -88,8 +113,4 @@ def diagnose(
     slopes = loaded.adapter.alibi_slopes()
     if slopes is not None:
         diag.alibi = alibi_analysis(slopes.numpy(), diag.bos_mass, np.isin(diag.classes, COLLAPSED))
-    if out_dir is not None:
-        from .outputs import write_diagnosis_outputs
-
-        write_diagnosis_outputs(diag, out_dir)
     return diag
