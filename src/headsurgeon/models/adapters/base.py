@@ -115,7 +115,8 @@ class FamilyAdapter:
     attention_path: ClassVar[str] = ""
     #: Module whose input's last dimension is ``[head0 | head1 | ...]`` (the output projection).
     output_projection_path: ClassVar[str] = ""
-    #: Decoder block whose output[0] is the residual stream after the layer.
+    #: Decoder block whose output is the residual stream after the layer (a tensor, or a tuple
+    #: whose first item is that tensor, depending on the family: use :meth:`block_hidden`).
     block_path: ClassVar[str] = ""
     #: Whether the forward path must be switched to ``eager`` to return attention weights.
     needs_eager: ClassVar[bool] = True
@@ -171,6 +172,15 @@ class FamilyAdapter:
 
     def block(self, layer: int) -> nn.Module:
         return self.module(self.block_path, layer)
+
+    @staticmethod
+    def block_hidden(output) -> torch.Tensor:
+        """The ``[batch, T, hidden]`` residual stream from a block's forward output.
+
+        BLOOM blocks return a tuple, the other families (transformers 5) a bare tensor, whose
+        ``[0]`` would silently be the first *sequence* instead.
+        """
+        return output[0] if isinstance(output, (tuple, list)) else output
 
     def parameter(self, name: str) -> nn.Parameter:
         return self._params[name]
