@@ -17,10 +17,11 @@ from headsurgeon.toy.model import ToyTransformer, Trace, relu_attention, softmax
 from headsurgeon.toy.results import ToyCompareResult, ToyRunResult, load_run
 from headsurgeon.toy.task import BigramBackcopy, RuleCheck, build_task, check_rule, load_text
 from headsurgeon.toy.train import task_for, train
+from headsurgeon.toy.compare import VARIANTS, compare, variant_config
 
 __all__ = [
     "PRESETS", "ToyConfig", "preset", "Thresholds", "measure", "summarize", "ToyTransformer",
     "Trace", "relu_attention", "softmax_attention", "ToyCompareResult", "ToyRunResult",
     "load_run", "BigramBackcopy", "RuleCheck", "build_task", "check_rule", "load_text",
-    "task_for", "train",
+    "task_for", "train", "VARIANTS", "compare", "variant_config",
 ]

@@ -36,6 +36,8 @@ class ToyConfig:
     mlp: bool = _f(True, "add a 4x GELU MLP after attention in every layer")
     layer_norm: bool = _f(True, "pre-LayerNorm before attention/MLP and before the unembedding")
     attention: str = _f("softmax", "'softmax' or 'relu' (relu(scores) / number of visible keys)")
+    no_attn: str = _f("", "comma-separated layers without attention, e.g. '0,2' (the paper's no_attn)")
+    no_mlp: str = _f("", "comma-separated layers without MLP (when mlp is on), e.g. '1'")
     # --- optimisation ---------------------------------------------------------------------
     optimizer: str = _f("adamw", "'adamw' (betas 0.9, 0.99 as in the paper) or 'sgd' (momentum below)")
     lr: float = _f(3e-4, "learning rate (constant)")
@@ -61,6 +63,12 @@ class ToyConfig:
             raise HeadsurgeonError(f"seq_len={self.seq_len} is too short; use at least 4")
         if not 1 <= self.n_triggers < self.n_chars:
             raise HeadsurgeonError(f"n_triggers={self.n_triggers} must be in 1..n_chars-1; change it")
+        for name in ("no_attn", "no_mlp"):
+            bad = [i for i in layer_set(getattr(self, name)) if not 0 <= i < self.n_layers]
+            if bad:
+                raise HeadsurgeonError(f"{name}={getattr(self, name)!r} names layers outside 0..{self.n_layers - 1}; fix it")
+        if len(layer_set(self.no_attn)) >= self.n_layers:
+            raise HeadsurgeonError("no_attn removes every attention layer; keep at least one")
         for name in ("n_layers", "steps", "batch_size", "log_every", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise HeadsurgeonError(f"{name} must be at least 1; got {getattr(self, name)}")
@@ -80,6 +88,14 @@ class ToyConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ToyConfig:
         return cls().replace(**data)
+
+
+def layer_set(text: str) -> frozenset[int]:
+    """Parse '0,2' into {0, 2}; '' is the empty set."""
+    try:
+        return frozenset(int(p) for p in str(text).replace(" ", "").split(",") if p)
+    except ValueError:
+        raise HeadsurgeonError(f"{text!r} is not a comma-separated list of layer numbers; write e.g. '0,2'") from None
 
 
 def field_names() -> list[str]:

@@ -59,7 +59,8 @@ def measure(model: ToyTransformer, x: torch.Tensor, task: BigramBackcopy) -> dic
     visible = torch.ones(t, t, dtype=torch.bool).tril()
     visible[:, 0] = False  # "other" keys: 1..t
     n_other = visible.sum(-1).clamp(min=1)
-    for layer, (scores, probs, values) in enumerate(zip(trace.scores, trace.probs, trace.values)):
+    for layer, scores, probs, values in zip(trace.attn_layers, trace.scores, trace.probs,
+                                            trace.values):
         for head in range(probs.shape[1]):
             p, s, v = probs[:, head], scores[:, head], values[:, head]  # (B,T,T) (B,T,T) (B,T,D)
             key = f"L{layer}H{head}."
@@ -93,22 +94,21 @@ class Thresholds:
     peak: float = 2.0  # BOS residual norm above this multiple of the others' = peak
 
 
-def summarize(row: dict[str, float], n_layers: int, n_heads: int,
-              thresholds: Thresholds = Thresholds()) -> dict:
+def summarize(row: dict[str, float], n_layers: int, thresholds: Thresholds = Thresholds()) -> dict:
     """Headline numbers of one measurement row, with yes/no verdicts at ``thresholds``.
 
     The "copy head" is the head with the largest copy attention at trigger positions: the one
     that does the task, so the one whose sink and drain matter. The peak is the largest
     BOS/other residual-norm ratio over block outputs (layers 1..L, not the embedding).
     """
-    heads = [(l, h) for l in range(n_layers) for h in range(n_heads)]
-    cl, ch = max(heads, key=lambda lh: row[f"L{lh[0]}H{lh[1]}.copy_attn_trigger"])
-    k = f"L{cl}H{ch}."
+    heads = [key.split(".")[0] for key in row if key.endswith(".copy_attn_trigger")]
+    copy_head = max(heads, key=lambda h: row[f"{h}.copy_attn_trigger"])
+    k = copy_head + "."
     ratios = {l: row[f"res{l}.norm_bos"] / row[f"res{l}.norm_other"] for l in range(1, n_layers + 1)}
     peak_layer = max(ratios, key=ratios.get)
     drain_ratio = row[k + "value_norm_bos"] / row[k + "value_norm_other"]
     s = {
-        "copy_head": f"L{cl}H{ch}",
+        "copy_head": copy_head,
         "loss_trigger": row["loss_trigger"],
         "loss_nontrigger": row["loss_nontrigger"],
         "bos_attn_nontrigger": row[k + "bos_attn_nontrigger"],

@@ -20,12 +20,14 @@ from torch import nn
 
 @dataclass
 class Trace:
-    """What one recorded forward saw; lists are indexed by layer.
+    """What one recorded forward saw. ``scores``/``probs``/``values`` have one entry per layer
+    *with* attention, in ``attn_layers`` order (``no_attn`` layers have none).
 
     ``residuals`` has ``n_layers + 1`` entries: the embeddings, then the residual stream after
     each block (before the final LayerNorm).
     """
 
+    attn_layers: list[int] = field(default_factory=list)  # layer index of each entry below
     scores: list[torch.Tensor] = field(default_factory=list)  # (B, H, T, T), masked = -inf
     probs: list[torch.Tensor] = field(default_factory=list)  # (B, H, T, T), masked = 0
     values: list[torch.Tensor] = field(default_factory=list)  # (B, H, T, D)
@@ -84,16 +86,21 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-LN block: ``x + attn(ln(x))`` then, optionally, ``x + mlp(ln(x))``."""
+    """Pre-LN block: ``x + attn(ln(x))`` then ``x + mlp(ln(x))``; either part can be absent."""
 
-    def __init__(self, dim: int, n_heads: int, kind: str, mlp: bool, layer_norm: bool):
+    def __init__(self, index: int, dim: int, n_heads: int, kind: str, attn: bool, mlp: bool,
+                 layer_norm: bool):
         super().__init__()
         norm = (lambda: nn.LayerNorm(dim)) if layer_norm else nn.Identity
-        self.ln1, self.attn = norm(), Attention(dim, n_heads, kind)
+        self.index = index
+        self.ln1, self.attn = (norm(), Attention(dim, n_heads, kind)) if attn else (None, None)
         self.ln2, self.mlp = (norm(), MLP(dim)) if mlp else (None, None)
 
     def forward(self, x: torch.Tensor, trace: Trace | None = None) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x), trace)
+        if self.attn is not None:
+            if trace is not None:
+                trace.attn_layers.append(self.index)
+            x = x + self.attn(self.ln1(x), trace)
         if self.mlp is not None:
             x = x + self.mlp(self.ln2(x))
         return x
@@ -104,14 +111,16 @@ class ToyTransformer(nn.Module):
 
     def __init__(self, *, vocab_size: int, seq_len: int, n_layers: int = 1, n_heads: int = 1,
                  dim: int = 256, mlp: bool = True, layer_norm: bool = True,
-                 attention: str = "softmax"):
+                 attention: str = "softmax", no_attn: frozenset[int] = frozenset(),
+                 no_mlp: frozenset[int] = frozenset()):
         super().__init__()
         if attention not in ("softmax", "relu"):
             raise ValueError(f"attention must be 'softmax' or 'relu', got {attention!r}")
         self.tok = nn.Embedding(vocab_size, dim)
         self.pos = nn.Embedding(seq_len, dim)
         self.blocks = nn.ModuleList(
-            Block(dim, n_heads, attention, mlp, layer_norm) for _ in range(n_layers)
+            Block(i, dim, n_heads, attention, i not in no_attn, mlp and i not in no_mlp, layer_norm)
+            for i in range(n_layers)
         )
         self.ln_f = nn.LayerNorm(dim) if layer_norm else nn.Identity()
         self.head = nn.Linear(dim, vocab_size, bias=False)
@@ -127,9 +136,12 @@ class ToyTransformer(nn.Module):
 
     @classmethod
     def from_config(cls, config, vocab_size: int) -> ToyTransformer:
+        from headsurgeon.toy.config import layer_set
+
         return cls(vocab_size=vocab_size, seq_len=config.seq_len, n_layers=config.n_layers,
                    n_heads=config.n_heads, dim=config.dim, mlp=config.mlp,
-                   layer_norm=config.layer_norm, attention=config.attention)
+                   layer_norm=config.layer_norm, attention=config.attention,
+                   no_attn=layer_set(config.no_attn), no_mlp=layer_set(config.no_mlp))
 
     def forward(self, idx: torch.Tensor, trace: Trace | None = None) -> torch.Tensor:
         """Next-token logits ``(B, T, vocab)`` for ``idx`` ``(B, T)``; fills ``trace`` if given."""

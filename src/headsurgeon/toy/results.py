@@ -144,3 +144,51 @@ class ToyCompareResult:
 def changed_fields(base: ToyConfig, other: ToyConfig) -> dict[str, Any]:
     a, b = base.to_dict(), other.to_dict()
     return {k: b[k] for k in a if a[k] != b[k]}
+
+
+def _yn(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def run_note(run: ToyRunResult, *, title: str = "toy run") -> list[str]:
+    """The closing note of a run: speed, then the reproduced numbers with their verdicts."""
+    t, s, c = run.timing, run.summary, run.config
+    v, th = s["verdicts"], s["thresholds"]
+    res = "  ".join(f"L{k} {r:.2f}" for k, r in s["residual_ratio_by_layer"].items())
+    return [
+        f"{title}: {c.steps} steps in {t['wall_s']:.1f} s = {t['steps_per_s']:.1f} steps/s "
+        f"(generation {t['generation_ms_per_batch']:.2f} ms/batch = "
+        f"{100 * t['generation_fraction']:.0f}% of generation+step; step {t['step_ms']:.2f} ms)",
+        f"copy head {s['copy_head']}; thresholds: sink > {th['sink']}, copy > {th['copy']}, "
+        f"drain < {th['drain']}, peak > {th['peak']}",
+        f"  attention on BOS, non-trigger positions   {s['bos_attn_nontrigger']:.3f}   sink: {_yn(v['sink'])}",
+        f"  attention on copy source, trigger pos.    {s['copy_attn_trigger']:.3f}   copy: {_yn(v['copy_at_triggers'])}",
+        f"  attention on BOS, trigger positions       {s['bos_attn_trigger']:.3f}",
+        f"  BOS value norm / others                   {s['value_norm_ratio']:.3f}   drain: {_yn(v['drain'])}",
+        f"  BOS residual norm / others by layer       {res}   peak: {_yn(v['peak'])}",
+        f"  loss trigger / non-trigger (nats)         {s['loss_trigger']:.3f} / {s['loss_nontrigger']:.3f}",
+    ]
+
+
+def compare_note(result: ToyCompareResult, *, title: str = "toy compare") -> list[str]:
+    """A variants-by-metrics table: the closing note of ``toy compare``."""
+    names = list(result.runs)
+    rows = [
+        ("steps/s", lambda r: f"{r.timing['steps_per_s']:.1f}"),
+        ("copy head", lambda r: r.summary["copy_head"]),
+        ("BOS attn, non-trigger", lambda r: f"{r.summary['bos_attn_nontrigger']:.3f}"),
+        ("copy attn, trigger", lambda r: f"{r.summary['copy_attn_trigger']:.3f}"),
+        ("BOS value norm ratio", lambda r: f"{r.summary['value_norm_ratio']:.3f}"),
+        ("max BOS residual ratio", lambda r: f"{r.summary['residual_peak_ratio']:.2f} "
+                                             f"(L{r.summary['residual_peak_layer']})"),
+        ("loss trigger", lambda r: f"{r.summary['loss_trigger']:.3f}"),
+        ("loss non-trigger", lambda r: f"{r.summary['loss_nontrigger']:.3f}"),
+        ("sink / drain / peak", lambda r: " / ".join(
+            _yn(r.summary["verdicts"][k]) for k in ("sink", "drain", "peak"))),
+    ]
+    width = max(14, *(len(n) for n in names))
+    lines = [f"{title} ({result.base.steps} steps each)",
+             " " * 24 + "".join(f"{n:>{width + 2}}" for n in names)]
+    for label, get in rows:
+        lines.append(f"{label:24s}" + "".join(f"{get(result.runs[n]):>{width + 2}}" for n in names))
+    return lines

@@ -131,7 +131,7 @@ def _train(config, task, progress, thresholds, label, on_log) -> ToyRunResult:
         "wall_s": wall,
         "threads": torch.get_num_threads(),
     }
-    summary = summarize(row, config.n_layers, config.n_heads, thresholds)
+    summary = summarize(row, config.n_layers, thresholds)
     return ToyRunResult(config=config, task=task.describe(), dynamics=columns, summary=summary,
                         timing=timing, model=model)
 
