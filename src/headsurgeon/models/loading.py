@@ -11,8 +11,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +22,7 @@ import torch
 
 from headsurgeon.errors import HeadsurgeonError
 
-from .adapters import FamilyAdapter, adapter_for
+from .adapters import FamilyAdapter, adapter_for, check_model_type
 from .cache import converted_model_dir
 
 DEFAULT_MODEL = "default"
@@ -123,6 +125,42 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+#: A Hugging Face hub id: ``name`` or ``owner/name`` (no leading ``.``, ``/`` or ``~``).
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+
+
+def looks_like_hub_id(spec: str) -> bool:
+    """Whether ``spec`` can be a hub id rather than a (missing) local path.
+
+    ``owner/name`` contains a ``/`` like a relative path does, so the separator alone cannot
+    decide; paths starting with ``.``, ``/`` or ``~``, or with more than one ``/``, are paths.
+    """
+    return bool(_HUB_ID.fullmatch(str(spec)))
+
+
+@contextmanager
+def _transformers_progress(enabled: bool):
+    """Silence transformers' own "Loading weights" bars when the caller asked for no progress."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    if not enabled:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was and not enabled:
+            hf_logging.enable_progress_bar()
+
+
+def _local_model_type(folder: Path) -> str | None:
+    """``model_type`` from a local ``config.json`` (None if unreadable: let transformers explain)."""
+    try:
+        return json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def _is_offline_error(exc: BaseException) -> bool:
     text = f"{type(exc).__name__}: {exc}".lower()
     needles = ("connection", "resolve", "offline", "network", "timed out", "max retries", "couldn't connect", "temporary failure")
@@ -134,20 +172,25 @@ def load_model(
     *,
     dtype: torch.dtype = torch.float32,
     device: str | torch.device = "cpu",
+    progress: bool = True,
 ) -> LoadedModel:
     """Load ``spec`` (hub id, local folder, ``.gguf`` file, or ``None`` for the default model).
 
     The forward pass is switched to the eager attention path where the family needs it, so
-    per-head attention weights are available (see :mod:`headsurgeon.capture`).
+    per-head attention weights are available (see :mod:`headsurgeon.capture`). A local folder
+    of an unsupported architecture is refused from its ``config.json``, before any weight is
+    read. ``progress=False`` silences transformers' loading bars.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     local = resolve_local_dir(spec)
     is_local = local.exists()
-    if not is_local and (os.sep in str(spec) or str(spec).startswith(".")):
+    if not is_local and not looks_like_hub_id(str(spec)):
         raise HeadsurgeonError(f"model path {spec} does not exist; pass an existing folder, a .gguf file or a hub id")
     if is_local and not (local / "config.json").is_file():
         raise HeadsurgeonError(f"{local} has no config.json; pass a folder written by save_pretrained or a .gguf file")
+    if is_local and (model_type := _local_model_type(local)) is not None:
+        check_model_type(model_type)  # before reading gigabytes of weights
     ref = str(local) if is_local else str(spec)
     # Offline and not cached: say so at once (only the local HF cache can serve the id).
     local_only = not is_local and (os.environ.get("HF_HUB_OFFLINE") == "1" or not hub_reachable())
@@ -156,12 +199,14 @@ def load_model(
             from huggingface_hub import snapshot_download
 
             ref = snapshot_download(str(spec), local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(ref, dtype=dtype)
+        with _transformers_progress(progress):
+            model = AutoModelForCausalLM.from_pretrained(ref, dtype=dtype)
         tokenizer = AutoTokenizer.from_pretrained(ref)
     except Exception as exc:  # hub / file errors come in many types; all end in one line
         if not is_local and (local_only or _is_offline_error(exc)):
             raise HeadsurgeonError(
-                f"cannot reach the Hugging Face hub to fetch '{spec}' (this machine looks offline); "
+                f"cannot reach the Hugging Face hub to fetch '{spec}' (this machine looks offline) and no "
+                "local folder of that name exists; "
                 "download it elsewhere with save_pretrained and pass the local folder, or pass a .gguf file"
             ) from None
         if not is_local:

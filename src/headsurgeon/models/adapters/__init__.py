@@ -1,7 +1,7 @@
 """Head layouts: one small adapter per model family (see ``base.py``)."""
 
 from .base import FamilyAdapter, HeadRef, HeadSlices, NeuronAxes, TensorSlice
-from .registry import ADAPTERS, adapter_for, supported_model_types
+from .registry import ADAPTERS, adapter_for, check_model_type, supported_model_types
 
 __all__ = [
     "ADAPTERS",
@@ -11,5 +11,6 @@ __all__ = [
     "NeuronAxes",
     "TensorSlice",
     "adapter_for",
+    "check_model_type",
     "supported_model_types",
 ]

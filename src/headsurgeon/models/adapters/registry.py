@@ -21,9 +21,8 @@ def supported_model_types() -> list[str]:
     return sorted(_BY_TYPE)
 
 
-def adapter_for(model: nn.Module) -> FamilyAdapter:
-    """The family adapter for ``model``; a one-line error naming the supported types otherwise."""
-    model_type = getattr(getattr(model, "config", None), "model_type", None)
+def check_model_type(model_type: str | None) -> type[FamilyAdapter]:
+    """The adapter class for ``model_type``; a one-line error naming the supported types otherwise."""
     cls = _BY_TYPE.get(model_type)
     if cls is None:
         raise UnsupportedArchitectureError(
@@ -31,4 +30,9 @@ def adapter_for(model: nn.Module) -> FamilyAdapter:
             f"{', '.join(supported_model_types())} (a new family needs one adapter module in "
             "headsurgeon/models/adapters/)"
         )
-    return cls(model)
+    return cls
+
+
+def adapter_for(model: nn.Module) -> FamilyAdapter:
+    """The family adapter for ``model``; a one-line error naming the supported types otherwise."""
+    return check_model_type(getattr(getattr(model, "config", None), "model_type", None))(model)
