@@ -26,9 +26,13 @@ def print_diagnosis(diag) -> None:
     t.add_column("sink threshold")
     for c in LABELS.values():
         t.add_column(c, justify="right")
-    for thr, counts in diag.threshold_sweep().items():
-        marker = " (used)" if abs(float(thr) - diag.thresholds.sink) < 1e-9 else ""
-        t.add_row(f"> {thr}{marker}", *[str(counts[k]) for k in LABELS])
+    rows = {float(thr): counts for thr, counts in diag.threshold_sweep().items()}
+    used = diag.thresholds.sink
+    if not any(abs(thr - used) < 1e-9 for thr in rows):  # e.g. --sink-threshold 0.45: show its counts too
+        rows[used] = diag.counts()
+    for thr in sorted(rows):
+        marker = " (used)" if abs(thr - used) < 1e-9 else ""
+        t.add_row(f"> {thr:.2f}{marker}" if round(thr, 2) == thr else f"> {thr:g}{marker}", *[str(rows[thr][k]) for k in LABELS])
     console.print(t)
     cols = diag.columns()
     console.print(
