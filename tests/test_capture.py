@@ -1,0 +1,195 @@
+"""Streaming capture: the statistics reduced inside the forward pass equal a plain computation.
+
+The reference runs each prompt *alone* (no padding) with ``output_attentions=True`` and computes
+the metrics with explicit Python loops over the full maps. The streamed numbers come from
+right-padded batches of prompts of different lengths, so agreement to 1e-5 shows both that the
+hooks see the real probabilities and that padding never moves position 0.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_tiny
+from headsurgeon.capture import AttentionBatch, check_attention_map, stream_attention
+from headsurgeon.diagnosis import collect_head_stats
+from headsurgeon.errors import CaptureError
+from headsurgeon.prompts import Prompt
+from headsurgeon.prompts.encoding import encode_prompts
+
+TEXTS = [
+    "Hi there.",
+    "A somewhat longer prompt, with commas; and more.",
+    "def f(x):\n    return x * 2  # a third length again",
+    "a short one",
+    "Ünïcödé bytes make this byte-level prompt longer than it looks!",
+]
+
+
+def encoded_prompts(tokenizer):
+    prompts = [Prompt(f"p{i}", "test", t) for i, t in enumerate(TEXTS)]
+    enc = encode_prompts(tokenizer, prompts)
+    assert len({e.length for e in enc}) == len(enc), "lengths must differ so that batches are padded"
+    return enc
+
+
+def reference_stats(A: np.ndarray, include_first_query: bool) -> dict[str, np.ndarray]:
+    """Metrics of one prompt's ``[heads, T, T]`` map, written out the slow, obvious way."""
+    H, T, _ = A.shape
+    queries = range(0 if include_first_query else 1, T)
+    out = {"bos_mass": np.zeros(H), "entropy": np.zeros(H), "local_mass": np.zeros(H)}
+    for h in range(H):
+        bos, ent, loc = [], [], []
+        for t in queries:
+            bos.append(A[h, t, 0])
+            ent.append(-sum(A[h, t, j] * math.log(A[h, t, j]) for j in range(t + 1) if A[h, t, j] > 0))
+            loc.append(sum(A[h, t, j] for j in range(max(0, t - 2), t + 1)))
+        out["bos_mass"][h], out["entropy"][h], out["local_mass"][h] = np.mean(bos), np.mean(ent), np.mean(loc)
+    return out
+
+
+@torch.no_grad()
+def reference(loaded, encoded, include_first_query: bool) -> dict[str, np.ndarray]:
+    L, H = loaded.adapter.num_layers, loaded.adapter.num_heads
+    ref = {m: np.zeros((len(encoded), L, H)) for m in ("bos_mass", "entropy", "local_mass")}
+    for p, e in enumerate(encoded):
+        maps = loaded.model(torch.tensor([e.ids]), output_attentions=True).attentions
+        for layer, A in enumerate(maps):
+            A = A[0].double().numpy()
+            assert A.shape == (H, e.length, e.length)
+            for m, v in reference_stats(A, include_first_query).items():
+                ref[m][p, layer] = v
+    return ref
+
+
+@pytest.mark.parametrize("include_first_query", [False, True])
+def test_streamed_stats_equal_output_attentions(tiny, include_first_query):
+    enc = encoded_prompts(tiny.tokenizer)
+    ref = reference(tiny, enc, include_first_query)
+    for batch_size in (len(enc), 2):  # one padded batch, and several smaller ones
+        got = collect_head_stats(tiny, enc, batch_size=batch_size, include_first_query=include_first_query, progress=False)
+        for m in ref:
+            assert got[m].shape == ref[m].shape
+            np.testing.assert_allclose(got[m], ref[m], atol=1e-5, rtol=0, err_msg=f"{m}, batch {batch_size}")
+    # the maps are far from uniform, so an equality above is not an accident of symmetry
+    assert ref["bos_mass"].std() > 0.02
+
+
+def test_query_zero_is_excluded_by_default(tiny_llama):
+    enc = encoded_prompts(tiny_llama.tokenizer)
+    excl = collect_head_stats(tiny_llama, enc, progress=False)["bos_mass"]
+    incl = collect_head_stats(tiny_llama, enc, include_first_query=True, progress=False)["bos_mass"]
+    T = np.array([e.length for e in enc], dtype=float)[:, None, None]
+    # query 0 puts all its attention on itself: incl = (1 + (T - 1) * excl) / T exactly
+    np.testing.assert_allclose(incl, (1 + (T - 1) * excl) / T, atol=1e-6)
+    assert (incl > excl).all()
+
+
+def test_stream_calls_back_layer_by_layer_and_releases_maps(tiny):
+    """Each callback sees one layer; the previous layer's map is already gone (no hoarding)."""
+    ids = torch.tensor([encoded_prompts(tiny.tokenizer)[1].ids])
+    lengths = torch.tensor([ids.shape[1]])
+    seen, refs = [], []
+
+    def on_layer(batch: AttentionBatch) -> None:
+        alive = [r for r in refs if r() is not None]
+        seen.append((batch.layer, tuple(batch.weights.shape), len(alive)))
+        refs.append(weakref.ref(batch.weights))
+
+    with torch.no_grad(), stream_attention(tiny.adapter, lengths, on_layer):
+        tiny.model(ids)
+    H, T = tiny.adapter.num_heads, ids.shape[1]
+    assert [s[0] for s in seen] == list(range(tiny.adapter.num_layers))
+    assert all(s[1] == (1, H, T, T) for s in seen)
+    assert all(s[2] == 0 for s in seen), seen  # earlier layers' maps were freed
+    for layer in range(tiny.adapter.num_layers):
+        assert not tiny.adapter.attention_module(layer)._forward_hooks
+
+
+def test_hooks_are_removed_when_the_callback_fails(tiny_llama):
+    a = tiny_llama.adapter
+    ids = torch.tensor([tiny_llama.tokenizer("some text here")["input_ids"]])
+
+    def boom(batch):
+        raise RuntimeError("callback failed")
+
+    with pytest.raises(RuntimeError, match="callback failed"):
+        with torch.no_grad(), stream_attention(a, torch.tensor([ids.shape[1]]), boom):
+            tiny_llama.model(ids)
+    assert all(not a.attention_module(l)._forward_hooks for l in range(a.num_layers))
+
+
+# ----- backends without weights -----------------------------------------------------------
+def test_wrap_model_switches_to_eager(tiny_factory):
+    from headsurgeon.models import wrap_model
+    from headsurgeon.models.tiny import tiny_model_and_tokenizer
+
+    model, tok = tiny_model_and_tokenizer("llama")
+    model.set_attn_implementation("sdpa")
+    assert model.config._attn_implementation == "sdpa"
+    wrap_model(model, tok)
+    assert model.config._attn_implementation == "eager"
+
+
+@pytest.mark.parametrize("case", ["llama-gqa", "mistral-gqa3", "qwen2-gqa", "gpt2", "gpt_neox"])
+def test_sdpa_backend_fails_loudly(case):
+    """transformers 5.23 quietly returns ``None`` weights under SDPA (and an *empty* tuple for
+    ``output_attentions=True``): capture must refuse, not report zeros."""
+    loaded = make_tiny(case)
+    loaded.model.set_attn_implementation("sdpa")
+    enc = encoded_prompts(loaded.tokenizer)
+    with pytest.raises(CaptureError, match="returned no weights.*eager"):
+        collect_head_stats(loaded, enc, progress=False)
+    assert all(not loaded.adapter.attention_module(l)._forward_hooks for l in range(loaded.adapter.num_layers))
+
+
+def test_layer_bypassing_the_adapter_is_an_error(tiny_llama, monkeypatch):
+    a = tiny_llama.adapter
+    real = a.attention_module
+    monkeypatch.setattr(a, "attention_module", lambda layer: torch.nn.Identity() if layer == 1 else real(layer))
+    with pytest.raises(CaptureError, match="captured for layers"):
+        collect_head_stats(tiny_llama, encoded_prompts(tiny_llama.tokenizer), progress=False)
+
+
+# ----- map checks ---------------------------------------------------------------------------
+def _causal_uniform(B: int, H: int, T: int) -> torch.Tensor:
+    w = torch.tril(torch.ones(T, T))
+    return (w / w.sum(-1, keepdim=True)).expand(B, H, T, T).clone()
+
+
+def test_check_accepts_a_valid_causal_map():
+    check_attention_map(AttentionBatch(0, _causal_uniform(2, 3, 5), torch.tensor([5, 5])))
+
+
+def test_check_rejects_rows_not_summing_to_one():
+    w = _causal_uniform(1, 2, 4)
+    w[0, 1, 2] *= 0.9
+    with pytest.raises(CaptureError, match="do not sum to 1"):
+        check_attention_map(AttentionBatch(3, w, torch.tensor([4])))
+
+
+def test_check_rejects_non_causal_maps():
+    w = torch.full((1, 2, 4, 4), 0.25)  # rows sum to 1 but attend to the future
+    with pytest.raises(CaptureError, match="causal"):
+        check_attention_map(AttentionBatch(0, w, torch.tensor([4])))
+
+
+def test_check_rejects_nan():
+    w = _causal_uniform(1, 1, 3)
+    w[0, 0, 2, 1] = float("nan")
+    with pytest.raises(CaptureError, match="NaN"):
+        check_attention_map(AttentionBatch(0, w, torch.tensor([3])))
+
+
+def test_check_ignores_padded_queries():
+    w = _causal_uniform(2, 2, 5)
+    w[1, :, 4, :] = 0.0  # padded query rows of the second sequence (length 3) are garbage:
+    w[1, :, 3, :] = 0.2  # rows not summing to 1, weight above the diagonal
+    check_attention_map(AttentionBatch(0, w, torch.tensor([5, 3])))
+    with pytest.raises(CaptureError):
+        check_attention_map(AttentionBatch(0, w, torch.tensor([5, 5])))
