@@ -57,15 +57,19 @@ def save_histogram(diag: Diagnosis, path: str | Path) -> Path:
     histogram_axes(ax, diag.bos_mass, f"{diag.model['name']} ({diag.bos_mass.size} heads)")
     t = diag.thresholds
     for s in (0.4, 0.5, 0.6):
-        ax.axvline(s, color="grey", ls=":" if s != t.sink else "--", lw=1)
+        if s != t.sink:
+            ax.axvline(s, color="grey", ls=":", lw=1)
+    ax.axvline(t.sink, color="grey", ls="--", lw=1)  # always drawn, also when not a sweep value
     ax.axvline(t.dead, color="black", ls="--", lw=1)
     sweep = diag.threshold_sweep()
     txt = "\n".join(f"sink>{k}: {v['bos_sink'] + v['dead']} collapsed" for k, v in sweep.items())
-    ax.text(0.98, 0.95, txt, transform=ax.transAxes, ha="right", va="top", fontsize=8, family="monospace")
+    ax.text(0.98, 0.95, txt, transform=ax.transAxes, ha="right", va="top", fontsize=8, family="monospace",
+            bbox=dict(facecolor="white", alpha=0.8, edgecolor="none"))
     ax.set_xlabel("BOS mass")
     ax.set_ylabel("heads")
-    ax.set_title("BOS-mass distribution (dashed: sink and DEAD thresholds)", fontsize=10)
-    ax.legend(fontsize=8, loc="upper center")
+    # the model is named in the title, not a legend: a legend box hid the sweep text
+    ax.set_title(f"{diag.model['name']} ({diag.bos_mass.size} heads): BOS-mass distribution\n"
+                 "(dashed: sink and DEAD thresholds used; dotted: other sweep values)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
