@@ -156,6 +156,18 @@ def test_layer_bypassing_the_adapter_is_an_error(tiny_llama, monkeypatch):
         collect_head_stats(tiny_llama, encoded_prompts(tiny_llama.tokenizer), progress=False)
 
 
+@pytest.mark.parametrize("case", ["llama-gqa", "bloom"])
+def test_bfloat16_models_are_measured_not_refused(case):
+    """bf16 rounding moves row sums by a few 1e-3: that is precision, not a broken backend."""
+    loaded = make_tiny(case)
+    enc = encode_prompts(loaded.tokenizer, [Prompt("long", "t", " ".join(TEXTS) * 4)])
+    assert enc[0].length > 300
+    fp32 = collect_head_stats(loaded, enc, progress=False)
+    loaded.model.to(torch.bfloat16)
+    bf16 = collect_head_stats(loaded, enc, progress=False)
+    np.testing.assert_allclose(bf16["bos_mass"], fp32["bos_mass"], atol=0.05)
+
+
 # ----- map checks ---------------------------------------------------------------------------
 def _causal_uniform(B: int, H: int, T: int) -> torch.Tensor:
     w = torch.tril(torch.ones(T, T))
