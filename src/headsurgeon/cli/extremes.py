@@ -1,0 +1,71 @@
+"""``headsurgeon extremes``: sinks, drains, peaks, dormancy and interventions
+(calls :func:`headsurgeon.extremes.run_extremes`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from headsurgeon.errors import HeadsurgeonError
+
+
+def parse_heads(values: list[str]):
+    """``["L15H3", "3:2"]`` -> HeadRefs (zero-based)."""
+    import re
+
+    from headsurgeon.models.adapters import HeadRef
+
+    out = []
+    for v in values:
+        m = re.fullmatch(r"\s*[Ll](\d+)\s*[Hh](\d+)\s*|\s*(\d+)\s*:\s*(\d+)\s*", v)
+        if not m:
+            raise HeadsurgeonError(f"--head expects L<layer>H<head> or layer:head (zero-based), not '{v}'")
+        nums = [int(g) for g in m.groups() if g is not None]
+        out.append(HeadRef(nums[0], nums[1]))
+    return out
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("extremes")
+    def extremes_cmd(
+        model: Optional[str] = typer.Option(None, "--model", "-m", help="Hub id, local folder or .gguf file (default: built-in SmolLM2-135M-Instruct)."),
+        only: str = typer.Option("sinks,drain,peak,dormancy,interventions", "--only", help="Comma-separated parts to run: sinks, drain, peak, dormancy, interventions (sinks always runs)."),
+        domain: list[str] = typer.Option([], "--domain", help="Add a domain from a prompt file: name=path (repeatable)."),
+        builtin: str = typer.Option("prose,code,multilingual,technical,math,repetitive", "--builtin", help="Built-in domains to use (comma-separated; empty for none)."),
+        local_text: int = typer.Option(4, "--local-text", help="Extra chunks of locally installed text (fortunes, Python docs, Python stdlib) for prose/technical/code; 0 = off."),
+        head: list[str] = typer.Option([], "--head", help="Head to intervene on, e.g. L15H3 (repeatable; default: picked from the dormancy classes)."),
+        out: Path = typer.Option(Path("out/extremes"), "--out", "-o", help="Output folder for extremes.json and the figures."),
+        sink_threshold: float = typer.Option(0.3, help="A key position is a sink of a head when the mean attention it receives exceeds this."),
+        sink_head_fraction: float = typer.Option(0.1, help="A position is a sink token of the prompt when at least this fraction of all heads sink on it."),
+        dormant_threshold: float = typer.Option(0.5, help="A head is dormant on a domain when its metric (mean over the domain) exceeds this."),
+        dormancy_metric: str = typer.Option("bos_mass", help="bos_mass (attention on position 0) or sink_share (attention on the prompt's sink tokens)."),
+        margin: float = typer.Option(0.3, help="Domain-dependent needs max - min of the metric over domains above this."),
+        intervention_heads: int = typer.Option(4, help="Default interventions: this many strongest domain-dependent heads ..."),
+        controls: int = typer.Option(1, help="... plus this many always-dormant and always-active control heads each."),
+        intervention_prompts: int = typer.Option(2, help="Prompts per domain used for intervention losses."),
+        bos: str = typer.Option("auto", "--bos", help="auto: tokenizer's own behaviour; force: put BOS at position 0; none: strip a leading BOS."),
+        max_length: int = typer.Option(160, help="Truncate prompts to this many tokens."),
+        batch_size: int = typer.Option(4, help="Prompts per forward pass."),
+        progress: bool = typer.Option(True, help="Show progress bars."),
+    ) -> None:
+        """Find sink tokens, value-state drains, residual-state peaks and massive dimensions; classify
+        heads as always active / always dormant / domain-dependent; measure interventions per domain."""
+        from headsurgeon.extremes import ExtremesSettings, run_extremes
+        from headsurgeon.extremes.domains import parse_domain_option
+
+        from headsurgeon.extremes.display import print_extremes
+
+        settings = ExtremesSettings(
+            sink_threshold=sink_threshold, sink_head_fraction=sink_head_fraction, dormant_threshold=dormant_threshold,
+            dormancy_metric=dormancy_metric, margin=margin, intervention_domain_dependent=intervention_heads,
+            intervention_controls=controls, intervention_prompts=intervention_prompts,
+        )
+        res = run_extremes(
+            model, domains=[d.strip() for d in builtin.split(",") if d.strip()], domain_files=parse_domain_option(domain),
+            local_text=local_text, what=only, settings=settings, heads=parse_heads(head) if head else None,
+            bos=bos, max_length=max_length, batch_size=batch_size, out_dir=out, progress=progress,
+        )
+        print_extremes(res)
+        typer.echo(f"wrote {out / 'extremes.json'} and figures in {out}")

@@ -1,0 +1,123 @@
+"""Two head interventions, both hooks on the model's own modules, and their loss changes.
+
+* **Zero a head's output**: a forward pre-hook on the layer's output projection zeroes the
+  head's segment of its input (``adapter.head_output_range``) — identical to zeroing the head's
+  output-projection columns, without touching a weight.
+* **Remove a head's attention to the sink and renormalise the rest**: softmax over the keys
+  with the sink keys' logits set to -inf is exactly ``p_j / (1 - sum_{s in S} p_s)`` for every
+  other key j, i.e. the sink probabilities removed and the rest renormalised. So instead of
+  editing probabilities inside a family's attention code we edit the additive attention mask
+  the layer receives: a forward pre-hook on the attention module replaces its
+  ``attention_mask`` argument by a per-head copy in which the sink columns are masked for the
+  chosen heads. Every supported family (BLOOM included, which does not use transformers'
+  attention-function registry) adds that mask to its logits before the softmax, so one hook
+  serves all; a model whose attention receives no additive float mask is refused loudly.
+  Query rows that can see nothing but sink keys (query 0 when position 0 is a sink) are left
+  unchanged — there is nothing to renormalise onto.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+
+from headsurgeon.errors import HeadsurgeonError
+from headsurgeon.models.adapters import FamilyAdapter, HeadRef
+
+
+def _by_layer(heads: Sequence[HeadRef]) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for ref in heads:
+        out.setdefault(ref.layer, []).append(ref.head)
+    return out
+
+
+@contextmanager
+def zero_heads(adapter: FamilyAdapter, heads: Sequence[HeadRef]) -> Iterator[None]:
+    """Within this context the output of every head in ``heads`` is zero."""
+    for ref in heads:
+        adapter.check_head(ref.layer, ref.head)
+    handles = []
+
+    def make_hook(ranges: list[tuple[int, int]]):
+        def hook(module, args):
+            x = args[0].clone()
+            for start, stop in ranges:
+                x[..., start:stop] = 0
+            return (x, *args[1:])
+
+        return hook
+
+    try:
+        for layer, hs in _by_layer(heads).items():
+            ranges = [adapter.head_output_range(h) for h in hs]
+            handles.append(adapter.output_projection(layer).register_forward_pre_hook(make_hook(ranges)))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def mask_out_keys(mask: torch.Tensor, heads: Sequence[int], positions: Sequence[Sequence[int]], num_heads: int) -> torch.Tensor:
+    """A ``[B, num_heads, Tq, Tk]`` copy of the additive ``mask`` with key columns
+    ``positions[b]`` masked for ``heads``, except in query rows that would see nothing else."""
+    if not torch.is_floating_point(mask) or mask.ndim != 4:
+        raise HeadsurgeonError(
+            f"the attention layer received a {mask.dtype} mask of shape {tuple(mask.shape)}, not an additive float mask; "
+            "sink removal needs the eager attention path (headsurgeon.load_model selects it)"
+        )
+    B, _, Tq, Tk = mask.shape
+    lowest = torch.finfo(mask.dtype).min
+    out = mask.expand(B, num_heads, Tq, Tk).clone()
+    for b, pos in enumerate(positions):
+        pos = [p for p in pos if 0 <= p < Tk]
+        if not pos:
+            continue
+        base = mask[b, 0]  # [Tq, Tk]
+        visible = base > lowest / 2
+        is_sink = torch.zeros(Tk, dtype=torch.bool, device=mask.device)
+        is_sink[pos] = True
+        rows = (visible & ~is_sink).any(-1)  # queries left with something to attend to
+        block = out[b, list(heads)]  # [h, Tq, Tk] (a copy)
+        block[:, rows[:, None] & is_sink[None, :]] = lowest
+        out[b, list(heads)] = block
+    return out
+
+
+@contextmanager
+def remove_sink_attention(adapter: FamilyAdapter, heads: Sequence[HeadRef], positions: Sequence[Sequence[int]]) -> Iterator[None]:
+    """Within this context, ``heads`` give no attention to key ``positions[b]`` of batch row b
+    (the rest of each row renormalised). ``positions`` must match the batch about to run."""
+    for ref in heads:
+        adapter.check_head(ref.layer, ref.head)
+    handles = []
+
+    def make_hook(hs: list[int]):
+        def hook(module, args, kwargs):
+            if "attention_mask" in kwargs:
+                where, mask = None, kwargs["attention_mask"]
+            else:  # passed positionally: find its slot in the module's own signature
+                names = [p for p in inspect.signature(module.forward).parameters]
+                where = names.index("attention_mask") if "attention_mask" in names else None
+                mask = args[where] if where is not None and where < len(args) else None
+            if mask is None:
+                raise HeadsurgeonError("the attention layer received no attention mask; sink removal needs the eager attention path")
+            if len(positions) != mask.shape[0]:
+                raise HeadsurgeonError(f"sink positions were given for {len(positions)} sequences but the batch has {mask.shape[0]}")
+            new = mask_out_keys(mask, hs, positions, adapter.num_heads)
+            if where is None:
+                return args, {**kwargs, "attention_mask": new}
+            return (*args[:where], new, *args[where + 1 :]), kwargs
+
+        return hook
+
+    try:
+        for layer, hs in _by_layer(heads).items():
+            handles.append(adapter.attention_module(layer).register_forward_pre_hook(make_hook(hs), with_kwargs=True))
+        yield
+    finally:
+        for h in handles:
+            h.remove()

@@ -1,0 +1,109 @@
+"""Head zeroing and sink removal against direct computations."""
+
+import pytest
+import torch
+
+from headsurgeon.capture import stream_attention
+from headsurgeon.errors import HeadsurgeonError
+from headsurgeon.extremes.interventions import mask_out_keys, remove_sink_attention, zero_heads
+from headsurgeon.models import HeadRef, wrap_model
+from headsurgeon.models.tiny import TINY_FAMILIES, tiny_model_and_tokenizer
+
+
+def batch(T=10, lengths=(10, 7), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, 256, (len(lengths), T), generator=g)
+    mask = (torch.arange(T)[None] < torch.tensor(lengths)[:, None]).long()
+    return ids, mask
+
+
+@pytest.mark.parametrize("family", TINY_FAMILIES)
+def test_zero_hook_equals_zeroing_the_output_slice(family):
+    model, tok = tiny_model_and_tokenizer(family, layers=2, heads=4)
+    a = wrap_model(model, tok).adapter
+    ids, mask = batch()
+    ref = HeadRef(1, 2)
+    with torch.no_grad():
+        base = model(input_ids=ids, attention_mask=mask).logits
+        with zero_heads(a, [ref]):
+            hooked = model(input_ids=ids, attention_mask=mask).logits
+        o = a.head_slices(ref.layer, ref.head).o_weight
+        o.view(a.parameter(o.param)).zero_()  # the same head, removed in the weights instead
+        weights = model(input_ids=ids, attention_mask=mask).logits
+    torch.testing.assert_close(hooked, weights, atol=1e-5, rtol=1e-5)
+    assert (hooked - base).abs().max() > 1e-3  # the head mattered, so the comparison means something
+
+
+def test_zero_hook_is_removed_on_exit():
+    model, tok = tiny_model_and_tokenizer("llama")
+    a = wrap_model(model, tok).adapter
+    ids, mask = batch()
+    with torch.no_grad():
+        base = model(input_ids=ids, attention_mask=mask).logits
+        with zero_heads(a, [HeadRef(0, 1)]):
+            pass
+        after = model(input_ids=ids, attention_mask=mask).logits
+    torch.testing.assert_close(base, after)
+
+
+def renormalised(p: torch.Tensor, sinks: list[int]) -> torch.Tensor:
+    """Expected probabilities: sink columns removed, each row renormalised (rows with nothing
+    else visible stay as they were)."""
+    q = p.clone()
+    for t in range(p.shape[0]):
+        rest = [j for j in range(t + 1) if j not in sinks]
+        if rest:
+            q[t, sinks] = 0
+            q[t] = q[t] / q[t].sum()
+    return q
+
+
+@pytest.mark.parametrize("family", TINY_FAMILIES)
+def test_sink_removal_renormalises_only_the_chosen_head(family):
+    model, tok = tiny_model_and_tokenizer(family, layers=2, heads=4)
+    a = wrap_model(model, tok).adapter
+    ids, mask = batch()
+    lengths = mask.sum(1)
+    sinks = [[0, 3], [0]]
+    ref = HeadRef(1, 2)
+    base, new = {}, {}
+    with torch.no_grad():
+        with stream_attention(a, lengths, lambda b: base.__setitem__(b.layer, b.weights.clone())):
+            model(input_ids=ids, attention_mask=mask)
+        with remove_sink_attention(a, [ref], sinks), stream_attention(a, lengths, lambda b: new.__setitem__(b.layer, b.weights.clone())):
+            model(input_ids=ids, attention_mask=mask)
+    torch.testing.assert_close(new[0], base[0])  # earlier layer untouched
+    others = [h for h in range(4) if h != ref.head]
+    torch.testing.assert_close(new[1][:, others], base[1][:, others])
+    for b, (n, s) in enumerate(zip(lengths.tolist(), sinks)):
+        expected = renormalised(base[1][b, ref.head, :n, :n], s)
+        torch.testing.assert_close(new[1][b, ref.head, :n, :n], expected, atol=1e-5, rtol=1e-5)
+        assert new[1][b, ref.head, 0, 0] == pytest.approx(1.0)  # query 0 sees only the sink: unchanged
+
+
+def test_mask_edit_equals_direct_softmax_renormalisation():
+    torch.manual_seed(0)
+    T, H = 6, 3
+    logits = torch.randn(1, H, T, T)
+    lowest = torch.finfo(torch.float32).min
+    causal = torch.zeros(1, 1, T, T).masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), lowest)
+    p = torch.softmax(logits + causal, -1)
+    edited = mask_out_keys(causal, [1], [[2]], H)
+    q = torch.softmax(logits + edited, -1)
+    torch.testing.assert_close(q[0, 1], renormalised(p[0, 1], [2]))
+    torch.testing.assert_close(q[0, [0, 2]], p[0, [0, 2]])
+    assert edited.shape == (1, H, T, T) and causal.shape == (1, 1, T, T)  # input not modified in place
+
+
+def test_errors():
+    with pytest.raises(HeadsurgeonError, match="additive float mask"):
+        mask_out_keys(torch.ones(1, 1, 4, 4, dtype=torch.bool), [0], [[0]], 2)
+    model, tok = tiny_model_and_tokenizer("gpt2")
+    a = wrap_model(model, tok).adapter
+    with pytest.raises(HeadsurgeonError, match="does not exist"):
+        with zero_heads(a, [HeadRef(5, 0)]):
+            pass
+    ids, mask = batch()
+    with pytest.raises(HeadsurgeonError, match="sink positions were given for 1"):
+        with remove_sink_attention(a, [HeadRef(0, 0)], [[0]]), torch.no_grad():
+            model(input_ids=ids, attention_mask=mask)
