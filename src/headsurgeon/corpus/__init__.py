@@ -5,7 +5,7 @@ resumably. See ``docs/corpus.md``.
 """
 
 from .batches import epoch_order, iterate_batches, num_batches
-from .build import EvalSet, PackedCorpus, build_corpus, build_eval_set, pack, sequences_sha256
+from .build import EvalSet, PackedCorpus, build_corpus, build_eval_set, pack, sequences_sha256, spread_rows
 from .sources import load_documents, resolve_source
 from .spec import BUILTIN_SOURCES, CorpusSpec, Document
 
@@ -24,4 +24,5 @@ __all__ = [
     "pack",
     "resolve_source",
     "sequences_sha256",
+    "spread_rows",
 ]

@@ -50,6 +50,18 @@ def pack(stream: np.ndarray, seq_len: int) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(stream[: n * seq_len], dtype=np.int64).reshape(n, seq_len))
 
 
+def spread_rows(sequences: torch.Tensor, max_rows: int | None) -> torch.Tensor:
+    """At most ``max_rows`` rows, evenly spaced (first and last included): a capped subset of a
+    packed corpus that still spans every file, where the first rows would be one file's text."""
+    n = int(sequences.shape[0])
+    if max_rows is not None and int(max_rows) < 1:
+        raise HeadsurgeonError(f"max_sequences must be positive or None, not {max_rows}")
+    if max_rows is None or n <= int(max_rows):
+        return sequences
+    picks = torch.linspace(0, n - 1, int(max_rows), dtype=torch.float64).round().long().unique()
+    return sequences[picks]
+
+
 def sequences_sha256(*tensors: torch.Tensor) -> str:
     """SHA-256 of packed token ids (shape included), the proof two runs saw the same data."""
     h = hashlib.sha256()
@@ -165,8 +177,6 @@ def build_eval_set(
     (sorted sources are grouped by file; the first blocks alone would be one file's text).
     """
     spec, resolved, table = _load(tokenizer, spec, seq_len, add_eos_between_docs, cache_dir, progress)
-    if max_sequences is not None and int(max_sequences) < 1:
-        raise HeadsurgeonError(f"max_sequences must be positive or None, not {max_sequences}")
     sel = select(table, heldout_fraction=0.0, seed=0, seq_len=seq_len, max_tokens=spec.max_tokens)
     packed = pack(sel.stream(table, heldout=False), seq_len)
     total = int(sel.take.sum())
@@ -175,9 +185,7 @@ def build_eval_set(
             f"evaluation corpus {spec.source} has {total} tokens, but one sequence of seq_len={seq_len} needs {seq_len}; add text or lower seq_len"
         )
     available = int(packed.shape[0])
-    if max_sequences is not None and available > max_sequences:
-        picks = np.unique(np.linspace(0, available - 1, int(max_sequences)).round().astype(np.int64))
-        packed = packed[torch.from_numpy(picks)]
+    packed = spread_rows(packed, max_sequences)
     info = _base_info(spec, resolved, tokenizer, seq_len, add_eos_between_docs)
     info.update(
         documents=int((sel.take > 0).sum()),

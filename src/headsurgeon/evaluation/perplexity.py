@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
+from headsurgeon.corpus.build import spread_rows
 from headsurgeon.errors import HeadsurgeonError
 
 
@@ -50,12 +51,12 @@ def perplexity(
 
     Runs under ``no_grad`` in eval mode and restores the model's previous train/eval mode.
     ``dtype`` (e.g. ``torch.bfloat16``) runs the forward under autocast; ``None`` keeps the
-    model's own precision. ``max_sequences`` uses the first N rows.
+    model's own precision. ``max_sequences`` uses N rows evenly spaced over ``sequences``
+    (packed corpora are in file order, so the first N rows would be one file's text).
     """
     if sequences.ndim != 2 or sequences.shape[1] < 2:
         raise HeadsurgeonError(f"perplexity needs sequences shaped [N, T] with T >= 2, got {tuple(sequences.shape)}")
-    if max_sequences is not None:
-        sequences = sequences[: int(max_sequences)]
+    sequences = spread_rows(sequences, max_sequences)
     if sequences.shape[0] == 0:
         raise HeadsurgeonError("no sequences to evaluate perplexity on; build a longer corpus or lower seq_len")
     if batch_size < 1:
