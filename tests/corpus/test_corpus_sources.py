@@ -157,3 +157,20 @@ It continues here. For example::
         "Does things.", "", "New in version 3.9.", "", "Be careful.", "",
         "* item one", "* item two",
     ]  # fmt: skip
+
+
+def test_hub_source_streams_rows_when_online(monkeypatch):
+    """The online path, with the hub replaced by a list of rows (tests never use the network)."""
+    calls = []
+
+    def fake_load_dataset(name, config, *, split, streaming):
+        calls.append((name, config, split, streaming))
+        return [{"text": "first"}, {"text": None}, {"text": "second"}]
+
+    monkeypatch.setattr(sources, "_hub_offline", lambda: False)
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    docs = list(load_documents("hf:someone/corpus:en:validation"))
+    assert [d.text for d in docs] == ["first", "second"] and docs[0].id.startswith("hf:someone/corpus:en:validation@")
+    assert calls == [("someone/corpus", "en", "validation", True)]
+    with pytest.raises(HeadsurgeonError, match="has no column 'body' \\(it has: text\\)"):
+        list(load_documents(CorpusSpec("hf:someone/corpus", text_field="body")))

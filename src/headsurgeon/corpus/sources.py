@@ -116,7 +116,9 @@ def _saved_dataset(path: Path, field: str):
 
 
 def _dataset_rows(rows, name: str, field: str) -> Iterator[Document]:
-    for row in rows:
+    for i, row in enumerate(rows):
+        if i == 0 and field not in row:
+            raise HeadsurgeonError(f"data set {name} has no column '{field}' (it has: {', '.join(row)}); set text_field")
         text = row.get(field)
         if text is None:
             continue
