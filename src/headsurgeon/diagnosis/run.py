@@ -63,6 +63,9 @@ def diagnose(
         ensure_output_dir(out_dir)  # fail before the slow part
     items, source = resolve_prompts(prompts, prompt_file)
     loaded = model if isinstance(model, LoadedModel) else load_model(model, progress=progress)
+    limit = loaded.adapter.max_positions
+    if limit is not None and max_length is not None:
+        max_length = min(max_length, limit)
     encoded = encode_prompts(loaded.tokenizer, items, bos=bos, max_length=max_length)
     diag = diagnose_encoded(
         loaded, encoded, thresholds=thresholds, include_first_query=include_first_query, bos=bos,

@@ -188,6 +188,15 @@ class FamilyAdapter:
     def has_param(self, name: str) -> bool:
         return name in self._params
 
+    @property
+    def max_positions(self) -> int | None:
+        """Longest sequence the model's position table allows (``None``: no table, e.g. ALiBi)."""
+        for key in ("max_position_embeddings", "n_positions"):
+            value = getattr(self.config, key, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return None
+
     def head_output_range(self, head: int) -> tuple[int, int]:
         """Range of head ``head`` inside the output projection's input features."""
         return head * self.head_dim, (head + 1) * self.head_dim

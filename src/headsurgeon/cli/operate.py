@@ -1,0 +1,62 @@
+"""``headsurgeon operate``: run a surgery plan (calls :func:`headsurgeon.surgery.operate`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .display import console
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("operate")
+    def operate_cmd(
+        plan: Path = typer.Argument(..., help="Plan file from `headsurgeon plan`."),
+        model: Optional[str] = typer.Option(None, "--model", "-m", help="Model to operate on (default: built-in SmolLM2-135M); for a second pass, RUN/models/best."),
+        out: Path = typer.Option(Path("out/surgery"), "--out", "-o", help="Run folder (re-running with the same settings resumes)."),
+        preset: str = typer.Option("paper", help="Configuration preset: paper (the paper's settings), cpu (measured for a 2-core CPU), tiny."),
+        corpus: Optional[str] = typer.Option(None, help="Training text: file, folder, .jsonl, datasets folder, hf:<name>, python-docs, fortunes."),
+        other_corpus: Optional[str] = typer.Option(None, help="Different-distribution held-out text ('none' to skip)."),
+        lr: Optional[float] = typer.Option(None, help="Learning rate."),
+        weight_decay: Optional[float] = typer.Option(None, help="Weight decay on the surgical slices only."),
+        max_steps: Optional[int] = typer.Option(None, help="Optimizer steps (overrides --epochs)."),
+        epochs: Optional[int] = typer.Option(None, help="Epochs when --max-steps is not given."),
+        seq_len: Optional[int] = typer.Option(None, help="Tokens per sequence."),
+        batch_size: Optional[int] = typer.Option(None, help="Sequences per micro-batch."),
+        grad_accum: Optional[int] = typer.Option(None, help="Micro-batches per optimizer step."),
+        precision: Optional[str] = typer.Option(None, help="fp32 | bf16 | fp16 (needs --allow-fp16)."),
+        allow_fp16: bool = typer.Option(False, help="Permit fp16 training."),
+        gradient_checkpointing: Optional[bool] = typer.Option(None, help="Recompute activations in backward to save memory."),
+        clip_norm: Optional[float] = typer.Option(None, help="Gradient clip norm (0: off)."),
+        eval_every: Optional[int] = typer.Option(None, help="Evaluate and checkpoint every N steps."),
+        best_metric: Optional[str] = typer.Option(None, help="heldout_ppl | train_ppl | other_ppl | targets_healthy."),
+        seed: Optional[int] = typer.Option(None, help="Seed for re-initialisation, data order, dropout."),
+        progress: bool = typer.Option(True, help="Show a progress bar."),
+    ) -> None:
+        """Re-initialise the plan's heads, train only their slices, checkpoint, verify nothing else changed."""
+        from headsurgeon.surgery import operate, preset as get_preset
+
+        cfg = get_preset(preset).with_(
+            corpus=corpus, lr=lr, weight_decay=weight_decay, max_steps=max_steps, epochs=epochs, seq_len=seq_len,
+            batch_size=batch_size, grad_accum=grad_accum, precision=precision, allow_fp16=allow_fp16 or None,
+            gradient_checkpointing=gradient_checkpointing, clip_norm=clip_norm, eval_every=eval_every,
+            best_metric=best_metric, seed=seed,
+        )
+        if other_corpus is not None:
+            from dataclasses import replace
+
+            cfg = replace(cfg, other_corpus=None if other_corpus.lower() == "none" else other_corpus)
+        result = operate(model, plan, out_dir=out, config=cfg, progress=progress)
+        m = result.manifest
+        first, last = m["history"][0], m["history"][-1]
+        console.print(f"[bold]surgery {m['status']}[/bold]: {m['outcome']['steps']} steps, {m['outcome']['tokens']} tokens, "
+                      f"{m['timing'].get('tokens_per_second')} tokens/s")
+        for label, row in (("stock", m["stock"]), ("after re-init", first), ("final", last)):
+            ppl = ", ".join(f"{k}={row[k]}" for k in ("train_ppl", "heldout_ppl", "other_ppl") if k in row)
+            console.print(f"  {label:>14}: {ppl}" + (f", targets healthy {row['targets_healthy']}/{m['outcome']['targets']}" if "targets_healthy" in row else ""))
+        if m["best"]:
+            console.print(f"  best by {m['best']['metric']}: step {m['best']['step']} ({m['best']['value']}) -> {result.run_dir / 'models/best'}")
+        console.print(f"  re-collapsed targets: {m['outcome']['recollapsed_targets'] or 'none'}")
+        console.print(f"  invariant (frozen parts bit-identical): {'held' if result.invariant_held else 'VIOLATED'}")

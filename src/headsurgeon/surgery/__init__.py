@@ -1,0 +1,12 @@
+"""Surgery: plans, trainable surgical slices, the training loop, checkpoints and the invariant."""
+
+from .config import PRESETS, SurgeryConfig, preset
+from .operate import SurgeryResult, operate, verify_model_dir
+from .plan import GQA_MODES, SurgeryPlan
+from .rules import make_plan, parse_head, parse_range
+from .slices import SurgicalSlices, surgical_regions
+
+__all__ = [
+    "GQA_MODES", "PRESETS", "SurgeryConfig", "SurgeryPlan", "SurgeryResult", "SurgicalSlices",
+    "make_plan", "operate", "parse_head", "parse_range", "preset", "surgical_regions", "verify_model_dir",
+]

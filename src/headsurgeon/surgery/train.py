@@ -1,0 +1,134 @@
+"""The surgical training loop (on ``accelerate``).
+
+Only the slice pieces are trainable (see :mod:`.slices`). AdamW, linear warmup then cosine
+decay, gradient accumulation, clipping, fp32 or bf16 autocast (the pieces stay fp32: they are
+the master copies), gradient checkpointing. ``accelerate launch`` runs it data-parallel: each
+process takes every ``num_processes``-th micro-batch and only the main process writes.
+
+The data order is a pure function of ``(seed, epoch)`` and a run's position is its optimizer
+step, so a resumed run replays exactly what an uninterrupted run would have done.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from headsurgeon.corpus import epoch_order
+from headsurgeon.errors import HeadsurgeonError
+
+from .config import SurgeryConfig
+from .slices import SurgicalSlices
+
+
+class NonFiniteLoss(HeadsurgeonError):
+    """Training produced a NaN or inf loss."""
+
+
+@dataclass
+class LoopState:
+    step: int = 0
+    tokens: int = 0
+    train_seconds: float = 0.0
+    recent_loss: float = float("nan")
+
+
+def steps_per_epoch(n_sequences: int, cfg: SurgeryConfig, num_processes: int = 1) -> int:
+    return (n_sequences // cfg.batch_size) // (cfg.grad_accum * num_processes)
+
+
+def make_accelerator(precision: str):
+    """An ``Accelerator`` for this run's precision.
+
+    accelerate keeps one process-wide state and refuses a second precision in the same process
+    (a notebook, or a study running fp32 and bf16 arms); in a single process we reset it, under
+    ``accelerate launch`` the launcher's settings win.
+    """
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, PartialState
+
+    if AcceleratorState._shared_state and PartialState().num_processes == 1:
+        AcceleratorState._reset_state()
+    return Accelerator(mixed_precision={"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[precision])
+
+
+def make_scheduler(optimizer, cfg: SurgeryConfig, total_steps: int):
+    from transformers import get_cosine_schedule_with_warmup
+
+    return get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_fraction * total_steps), total_steps)
+
+
+def train_loop(
+    *,
+    accelerator,
+    model: torch.nn.Module,
+    slices: SurgicalSlices,
+    optimizer,
+    scheduler,
+    train: torch.Tensor,
+    cfg: SurgeryConfig,
+    total_steps: int,
+    state: LoopState,
+    on_step: Callable[[LoopState, bool], None],
+    progress: bool = True,
+) -> LoopState:
+    """Run optimizer steps ``state.step + 1 .. total_steps``; ``on_step(state, epoch_end)`` after each."""
+    P, rank = accelerator.num_processes, accelerator.process_index
+    per_epoch = steps_per_epoch(len(train), cfg, P)
+    if per_epoch < 1:
+        raise HeadsurgeonError(
+            f"the corpus has {len(train)} training sequences, fewer than one optimizer step needs "
+            f"({cfg.batch_size * cfg.grad_accum * P}); use more text or lower --batch-size/--grad-accum"
+        )
+    pieces = slices.parameters()
+    grad_seen = [False] * len(pieces)
+    bar = tqdm(total=total_steps, initial=state.step, desc="surgery", unit="step", disable=not (progress and accelerator.is_main_process))
+    model.train()
+    while state.step < total_steps:
+        epoch, in_epoch = divmod(state.step, per_epoch)
+        order = epoch_order(len(train), shuffle=True, seed=cfg.seed, epoch=epoch)
+        first_micro = in_epoch * cfg.grad_accum * P
+        t0 = time.perf_counter()
+        losses = []
+        for k in range(cfg.grad_accum):
+            micro = first_micro + k * P + rank
+            ids = train[order[micro * cfg.batch_size : (micro + 1) * cfg.batch_size]].to(accelerator.device)
+            with accelerator.autocast():
+                loss = model(input_ids=ids, labels=ids, use_cache=False).loss
+            if not torch.isfinite(loss):
+                raise NonFiniteLoss(f"loss became {loss.item()} at step {state.step + 1}")
+            if k < cfg.grad_accum - 1 and P > 1:
+                with accelerator.no_sync(model):
+                    accelerator.backward(loss / cfg.grad_accum)
+            else:
+                accelerator.backward(loss / cfg.grad_accum)
+            losses.append(loss.item())
+            state.tokens += ids.numel() * P
+        for i, p in enumerate(pieces):
+            grad_seen[i] = grad_seen[i] or (p.grad is not None and bool(p.grad.abs().sum() > 0))
+        if cfg.clip_norm > 0:
+            accelerator.clip_grad_norm_(pieces, cfg.clip_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        state.step += 1
+        state.train_seconds += time.perf_counter() - t0
+        state.recent_loss = sum(losses) / len(losses)
+        if state.step == 3 and not all(grad_seen):
+            raise HeadsurgeonError(
+                f"{grad_seen.count(False)} surgical slices received no gradient in the first 3 steps; "
+                "gradients do not reach them (gradient checkpointing with frozen inputs?) - report this"
+            )
+        tok_s = state.tokens / max(state.train_seconds, 1e-9)
+        bar.set_postfix(loss=f"{state.recent_loss:.3f}", ppl=f"{math.exp(min(state.recent_loss, 50)):.1f}", tok_s=f"{tok_s:.0f}")
+        bar.update(1)
+        epoch_end = state.step % per_epoch == 0
+        on_step(state, epoch_end)
+        model.train()
+    bar.close()
+    return state

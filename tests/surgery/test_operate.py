@@ -1,0 +1,133 @@
+"""End-to-end surgery on tiny models: run, resume after a kill, load in plain transformers, errors."""
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from headsurgeon.errors import HeadsurgeonError
+from headsurgeon.models import wrap_model
+from headsurgeon.models.adapters import HeadRef
+from headsurgeon.models.tiny import tiny_model_and_tokenizer
+from headsurgeon.surgery import SurgeryConfig, SurgeryPlan, SurgeryResult, operate, preset, verify_model_dir
+from headsurgeon.surgery.checkpoint import latest_training_state
+
+PLAN = SurgeryPlan(model={}, targets=[HeadRef(0, 1), HeadRef(1, 2)])
+
+
+def _cfg(corpus, **kw) -> SurgeryConfig:
+    return preset("tiny").with_(corpus=str(corpus), **kw)
+
+
+def _lm(family="llama", seed=0):
+    return wrap_model(*tiny_model_and_tokenizer(family, seed=seed))
+
+
+@pytest.mark.parametrize("family", ["bloom", "llama", "gpt2", "gpt_neox"])
+def test_operate_records_history_and_invariant(family, text_corpus, tmp_path):
+    res = operate(_lm(family), PLAN, out_dir=tmp_path / "run", config=_cfg(text_corpus), progress=False)
+    m = res.manifest
+    assert m["status"] == "finished" and m["fingerprint"]
+    steps = [r["step"] for r in m["history"]]
+    assert steps == [0, 4, 8, 12]
+    for row in m["history"]:
+        assert row["train_ppl"] > 1 and row["heldout_ppl"] > 1
+        assert (tmp_path / "run" / row["diagnosis"]).is_file()
+        assert 0 <= row["targets_healthy"] <= 2
+    assert m["stock"]["train_ppl"] > 1
+    assert res.invariant_held and m["invariant"]["best"]["held"]
+    assert m["trainable_parameters"] > 0 and m["timing"]["tokens_per_second"] > 0
+    # Plain transformers loads the result, and it differs from the input only in the surgical slices.
+    plain = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "models" / "final")
+    ids = torch.randint(0, 256, (1, 10))
+    assert torch.isfinite(plain(ids).logits).all()
+
+
+def test_killed_run_resumes_to_identical_weights(text_corpus, tmp_path):
+    cfg = _cfg(text_corpus, max_steps=10, eval_every=3)
+    full = operate(_lm(seed=5), PLAN, out_dir=tmp_path / "full", config=cfg, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        operate(_lm(seed=5), PLAN, out_dir=tmp_path / "cut", config=cfg, progress=False, stop_after_step=7)
+    assert json.loads((tmp_path / "cut" / "checkpoints" / "latest.json").read_text())["step"] == 6
+    resumed = operate(_lm(seed=5), PLAN, out_dir=tmp_path / "cut", config=cfg, progress=False)
+    assert resumed.manifest["resumed"] == [{"from_step": 6}]
+    a = AutoModelForCausalLM.from_pretrained(tmp_path / "full" / "models" / "final").state_dict()
+    b = AutoModelForCausalLM.from_pretrained(tmp_path / "cut" / "models" / "final").state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert [r["step"] for r in resumed.history] == [r["step"] for r in full.history]
+    # A finished run is returned as is; the same folder with other settings is refused.
+    again = operate(_lm(seed=5), PLAN, out_dir=tmp_path / "cut", config=cfg, progress=False)
+    assert again.manifest["updated"] == resumed.manifest["updated"]
+    with pytest.raises(HeadsurgeonError, match="different run"):
+        operate(_lm(seed=5), PLAN, out_dir=tmp_path / "cut", config=_cfg(text_corpus, lr=0.5), progress=False)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(text_corpus, tmp_path):
+    lm = _lm()
+    calls = {"n": 0}
+
+    def poison(module, args, output):
+        if module.training:
+            calls["n"] += 1
+            if calls["n"] > 12:  # step 7 of 12, after the checkpoint at step 4
+                output.loss = output.loss * float("nan")
+        return output
+
+    lm.model.register_forward_hook(poison)
+    with pytest.raises(HeadsurgeonError, match="loss became nan.*last good checkpoint"):
+        operate(lm, PLAN, out_dir=tmp_path / "run", config=_cfg(text_corpus), progress=False)
+    m = SurgeryResult.load(tmp_path / "run").manifest
+    assert m["status"].startswith("stopped")
+    last = latest_training_state(tmp_path / "run")
+    assert last is not None and last.name == "step-000004"
+
+
+def test_bf16_and_gradient_checkpointing_still_train_the_slices(text_corpus, tmp_path):
+    cfg = _cfg(text_corpus, precision="bf16", gradient_checkpointing=True, max_steps=4, eval_every=4)
+    res = operate(_lm("qwen2"), PLAN, out_dir=tmp_path / "run", config=cfg, progress=False)
+    assert res.invariant_held
+    before = _lm("qwen2").model.state_dict()
+    after = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "models" / "final").state_dict()
+    q = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(before[q][8:16], after[q][8:16])  # head 1 of layer 0 moved
+    assert after[q].dtype == torch.float32
+
+
+def test_verify_detects_tampering(text_corpus, tmp_path):
+    operate(_lm(), PLAN, out_dir=tmp_path / "run", config=_cfg(text_corpus, max_steps=4), progress=False)
+    final = tmp_path / "run" / "models" / "final"
+    assert verify_model_dir(final)["held"]
+    from safetensors.torch import load_file, save_file
+
+    f = next(final.glob("*.safetensors"))
+    state = load_file(str(f))
+    state["model.layers.1.mlp.up_proj.weight"][0, 0] += 1.0
+    save_file(state, str(f), metadata={"format": "pt"})
+    report = verify_model_dir(final)
+    assert not report["held"] and report["changed"] == ["model.layers.1.mlp.up_proj.weight"]
+
+
+def test_bad_inputs(text_corpus, tmp_path):
+    with pytest.raises(HeadsurgeonError, match="learning rate must be > 0"):
+        _cfg(text_corpus, lr=-1.0)
+    with pytest.raises(HeadsurgeonError, match="out of range"):
+        operate(_lm(), SurgeryPlan(model={}, targets=[HeadRef(9, 0)]), out_dir=tmp_path / "a", config=_cfg(text_corpus), progress=False)
+    with pytest.raises(HeadsurgeonError, match="made for a model"):
+        plan = SurgeryPlan(model={"num_layers": 30, "num_heads": 9}, targets=[HeadRef(0, 0)])
+        operate(_lm(), plan, out_dir=tmp_path / "b", config=_cfg(text_corpus), progress=False)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "a.txt").write_text("   \n")
+    with pytest.raises(HeadsurgeonError):
+        operate(_lm(), PLAN, out_dir=tmp_path / "c", config=_cfg(empty), progress=False)
+    short = tmp_path / "short.txt"
+    short.write_text("just a few words here")
+    with pytest.raises(HeadsurgeonError, match="seq"):
+        operate(_lm(), PLAN, out_dir=tmp_path / "d", config=_cfg(short), progress=False)
+    (tmp_path / "e").mkdir()
+    (tmp_path / "e" / "notes.txt").write_text("someone else's work")
+    with pytest.raises(HeadsurgeonError, match="not empty"):
+        operate(_lm(), PLAN, out_dir=tmp_path / "e", config=_cfg(text_corpus), progress=False)
+    assert (tmp_path / "e" / "notes.txt").read_text() == "someone else's work"
