@@ -41,6 +41,7 @@ class SurgeryConfig:
     heldout_fraction: float = 0.1
     max_train_tokens: int | None = None  # cap on corpus size (tokens) for quick runs
     seed: int = 0  # data order, dropout and re-initialisation
+    reinitialise: bool = True  # False: train the same slices from their current values (the negative control)
     keep_epoch_models: bool = True  # save_pretrained at each epoch end
 
     def __post_init__(self):

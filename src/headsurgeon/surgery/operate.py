@@ -114,7 +114,7 @@ def operate(
         manifest["stock"] = evaluate("stock")
     else:
         manifest = existing
-    slices = SurgicalSlices(ad, plan, seed=cfg.seed)
+    slices = SurgicalSlices(ad, plan, seed=cfg.seed, reinitialise=cfg.reinitialise)
     regions = [r.slice for r in slices.regions]
     if manifest["input_hashes"] is None:
         state0 = loaded.model.state_dict()
@@ -159,7 +159,7 @@ def operate(
         manifest.setdefault("resumed", []).append({"from_step": state.step})
     else:
         row = evaluate("step-000000")
-        manifest["history"] = [{"step": 0, "epoch": 0.0, "tokens": 0, "lr": 0.0, "label": "after re-initialisation", **row}]
+        manifest["history"] = [{"step": 0, "epoch": 0.0, "tokens": 0, "lr": 0.0, "label": "after re-initialisation" if cfg.reinitialise else "start (no re-initialisation)", **row}]
 
     def record(tag: str) -> dict:
         return {"run": str(run_dir), "plan": plan.to_dict(), "config": cfg.to_dict(), "fingerprint": fp,

@@ -77,13 +77,19 @@ def surgical_regions(adapter: FamilyAdapter, plan: SurgeryPlan) -> list[Region]:
     return regions
 
 
-def initial_values(adapter: FamilyAdapter, regions: list[Region], seed: int) -> list[torch.Tensor]:
-    """Seeded Xavier-uniform for Q/K/V weight regions, zeros for biases and output columns."""
+def initial_values(adapter: FamilyAdapter, regions: list[Region], seed: int, *, reinitialise: bool = True) -> list[torch.Tensor]:
+    """Seeded Xavier-uniform for Q/K/V weight regions, zeros for biases and output columns.
+
+    ``reinitialise=False`` keeps the current values instead: the paper's negative control
+    ("train the same slices without re-initialisation")."""
     gen = torch.Generator().manual_seed(seed)
     values = []
     for r in regions:
-        shape = r.slice.view(adapter.parameter(r.slice.param).data).shape
-        v = torch.zeros(shape, dtype=torch.float32)
+        current = r.slice.view(adapter.parameter(r.slice.param).data)
+        if not reinitialise:
+            values.append(current.detach().clone().float())
+            continue
+        v = torch.zeros(current.shape, dtype=torch.float32)
         if r.init == "xavier":
             nn.init.xavier_uniform_(v, generator=gen)
         values.append(v)
@@ -93,12 +99,12 @@ def initial_values(adapter: FamilyAdapter, regions: list[Region], seed: int) -> 
 class SurgicalSlices:
     """Installs, exposes and merges the trainable pieces of one model."""
 
-    def __init__(self, adapter: FamilyAdapter, plan: SurgeryPlan, *, seed: int = 0):
+    def __init__(self, adapter: FamilyAdapter, plan: SurgeryPlan, *, seed: int = 0, reinitialise: bool = True):
         self.adapter = adapter
         self.model = adapter.model
         self.plan = plan
         self.regions = surgical_regions(adapter, plan)
-        self._values = initial_values(adapter, self.regions, seed)
+        self._values = initial_values(adapter, self.regions, seed, reinitialise=reinitialise)
         self.installed: dict[str, SplicedWeight] = {}
 
     def install(self) -> "SurgicalSlices":
