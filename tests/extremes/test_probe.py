@@ -1,4 +1,5 @@
-"""Each streamed reduction against a direct computation on tiny models of every family."""
+"""Each streamed reduction against a direct computation on tiny models of every family
+(``tiny`` runs every case of ``conftest.FAMILY_CASES``, grouped-query layouts included)."""
 
 import numpy as np
 import pytest
@@ -6,8 +7,6 @@ import torch
 
 from headsurgeon.extremes.measure import measure_prompts
 from headsurgeon.extremes.probe import BatchProbe
-from headsurgeon.models import wrap_model
-from headsurgeon.models.tiny import TINY_FAMILIES, tiny_model_and_tokenizer
 from headsurgeon.prompts import Prompt
 from headsurgeon.prompts.encoding import encode_prompts
 
@@ -30,9 +29,8 @@ def full_weight_matmul(module, x):
     return y + b if b is not None else y
 
 
-def run_probe(family, ids, lengths, **kw):
-    model, tok = tiny_model_and_tokenizer(family, layers=2, heads=4, kv_heads=2)
-    loaded = wrap_model(model, tok)
+def run_probe(loaded, ids, lengths, **kw):
+    model, family = loaded.model, loaded.adapter.config.model_type
     mask = (torch.arange(ids.shape[1])[None] < lengths[:, None]).long()
     probe = BatchProbe(loaded.adapter, lengths, values=True, residual=True, top_k=kw.get("top_k", 5))
     inputs = {}
@@ -48,13 +46,12 @@ def run_probe(family, ids, lengths, **kw):
     return loaded, probe, out, inputs
 
 
-@pytest.mark.parametrize("family", TINY_FAMILIES)
-def test_value_norms_match_full_weight_matmul(family):
+def test_value_norms_match_full_weight_matmul(tiny):
     torch.manual_seed(1)
     ids = torch.randint(0, 256, (2, 10))
-    loaded, probe, _, inputs = run_probe(family, ids, torch.tensor([10, 7]))
+    loaded, probe, _, inputs = run_probe(tiny, ids, torch.tensor([10, 7]))
     a = loaded.adapter
-    path, cut = VALUE_LAYOUT[family]
+    path, cut = VALUE_LAYOUT[a.config.model_type]
     for l in range(2):
         full = full_weight_matmul(loaded.model.get_submodule(path.format(l=l)), inputs[l])
         for h in range(a.num_heads):
@@ -62,12 +59,11 @@ def test_value_norms_match_full_weight_matmul(family):
             torch.testing.assert_close(probe.value_norm[:, l, h], direct, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("family", TINY_FAMILIES)
-def test_residual_and_attention_match_model_outputs(family):
+def test_residual_and_attention_match_model_outputs(tiny):
     torch.manual_seed(2)
     ids = torch.randint(0, 256, (2, 9))
     lengths = torch.tensor([9, 6])
-    _, probe, out, _ = run_probe(family, ids, lengths, top_k=4)
+    _, probe, out, _ = run_probe(tiny, ids, lengths, top_k=4)
     hs = out.hidden_states  # hidden_states[i] is the input of block i (the last one is after the final norm)
     for i in range(2):
         torch.testing.assert_close(probe.resid_norm[:, i], hs[i].norm(dim=-1), atol=1e-4, rtol=1e-4)
@@ -83,10 +79,10 @@ def test_residual_and_attention_match_model_outputs(family):
             torch.testing.assert_close(probe.received[b, l, :, :n], direct[:, :n], atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("family", ["llama", "bloom"])
-def test_batching_does_not_change_per_prompt_results(family):
-    model, tok = tiny_model_and_tokenizer(family)
-    loaded = wrap_model(model, tok)
+@pytest.mark.parametrize("case", ["llama-gqa", "bloom"])
+def test_batching_does_not_change_per_prompt_results(case, tiny_factory):
+    loaded = tiny_factory(case)
+    tok = loaded.tokenizer
     prompts = [Prompt("a", "d", "short text here"), Prompt("b", "d", "a somewhat longer piece of text, with a comma.")]
     enc = encode_prompts(tok, prompts)
     together, loss_t = measure_prompts(loaded, enc, values=True, residual=True, top_k=3, batch_size=2, progress=False)

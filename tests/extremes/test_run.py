@@ -14,16 +14,16 @@ from headsurgeon.models.tiny import tiny_model_and_tokenizer
 
 
 @pytest.fixture(scope="module")
-def tiny():
+def small():
     model, tok = tiny_model_and_tokenizer("qwen2", layers=3, heads=4, kv_heads=2)
     return wrap_model(model, tok)
 
 
 @pytest.fixture(scope="module")
-def full(tiny, tmp_path_factory):
+def full(small, tmp_path_factory):
     out = tmp_path_factory.mktemp("extremes")
     settings = ExtremesSettings(sink_threshold=0.2, dormant_threshold=0.1, margin=0.05, intervention_prompts=1)
-    res = run_extremes(tiny, domains=["prose", "code", "math"], local_text=0, settings=settings, max_length=40, out_dir=out, progress=False)
+    res = run_extremes(small, domains=["prose", "code", "math"], local_text=0, settings=settings, max_length=40, out_dir=out, progress=False)
     return res, out
 
 
@@ -60,19 +60,19 @@ def test_interventions_report_every_head_and_domain(full):
     assert set(iv["summary"]) == {"zero", "remove_sink"}
 
 
-def test_only_some_parts(tiny, tmp_path):
-    res = run_extremes(tiny, domains=["prose"], local_text=0, what="sinks", max_length=32, out_dir=tmp_path, progress=False)
+def test_only_some_parts(small, tmp_path):
+    res = run_extremes(small, domains=["prose"], local_text=0, what="sinks", max_length=32, out_dir=tmp_path, progress=False)
     assert "value_first" not in res.per_prompt and "resid_first" not in res.per_prompt
     assert res.interventions is None and res.massive_dims is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["extremes.json"]
-    peak = run_extremes(tiny, domains=["prose"], local_text=0, what=["peak"], max_length=32, progress=False)
+    peak = run_extremes(small, domains=["prose"], local_text=0, what=["peak"], max_length=32, progress=False)
     assert "resid_first" in peak.per_prompt and "value_first" not in peak.per_prompt
 
 
-def test_explicit_heads_and_user_domain(tiny, tmp_path):
+def test_explicit_heads_and_user_domain(small, tmp_path):
     f = tmp_path / "legal.txt"
     f.write_text("The tenant shall pay the rent on the first day of each month.\n\nThe landlord shall keep the roof in repair.")
-    res = run_extremes(tiny, domains=["code"], domain_files={"legal": f}, local_text=0, heads=[HeadRef(2, 1)],
+    res = run_extremes(small, domains=["code"], domain_files={"legal": f}, local_text=0, heads=[HeadRef(2, 1)],
                        settings=ExtremesSettings(intervention_prompts=2), max_length=32, progress=False)
     assert [d["name"] for d in res.domains] == ["code", "legal"]
     assert res.domains[1]["sources"] == [str(f)] and res.domains[1]["prompts"] == 2
@@ -96,25 +96,23 @@ def test_domain_building(tmp_path):
     assert len(doms[1].prompts) == 2 and doms[1].sources == ["builtin"]  # no local source for math
 
 
-def test_run_errors(tiny):
+def test_run_errors(small):
     with pytest.raises(HeadsurgeonError, match="unknown part"):
-        run_extremes(tiny, what="sinks,bogus")
+        run_extremes(small, what="sinks,bogus")
     with pytest.raises(HeadsurgeonError, match="interventions are not selected"):
-        run_extremes(tiny, domains=["prose"], what="sinks", heads=[HeadRef(0, 0)], progress=False)
+        run_extremes(small, domains=["prose"], what="sinks", heads=[HeadRef(0, 0)], progress=False)
     with pytest.raises(HeadsurgeonError, match="does not exist"):
-        run_extremes(tiny, domains=["prose"], heads=[HeadRef(9, 0)], progress=False)
+        run_extremes(small, domains=["prose"], heads=[HeadRef(9, 0)], progress=False)
     with pytest.raises(HeadsurgeonError, match="not an extremes"):
         ExtremesResult.from_dict({"kind": "diagnosis"})
 
 
-def test_cli(tmp_path):
-    model, tok = tiny_model_and_tokenizer("gpt2")
-    model.save_pretrained(tmp_path / "m")
-    tok.save_pretrained(tmp_path / "m")
+def test_cli(tmp_path, saved_tiny):
+    folder = saved_tiny("gpt2")
     out = tmp_path / "out"
-    code = cli(["extremes", "--model", str(tmp_path / "m"), "--builtin", "prose,repetitive", "--local-text", "0",
+    code = cli(["extremes", "--model", str(folder), "--builtin", "prose,repetitive", "--local-text", "0",
                 "--only", "sinks,drain,peak,dormancy", "--max-length", "32", "--out", str(out), "--no-progress"])
     assert code == 0
     assert ExtremesResult.load(out / "extremes.json").parts == ["sinks", "drain", "peak", "dormancy"]
-    assert cli(["extremes", "--model", str(tmp_path / "m"), "--only", "bogus", "--out", str(out)]) == 2
-    assert cli(["extremes", "--model", str(tmp_path / "m"), "--head", "X", "--out", str(out)]) == 2
+    assert cli(["extremes", "--model", str(folder), "--only", "bogus", "--out", str(out)]) == 2
+    assert cli(["extremes", "--model", str(folder), "--head", "X", "--out", str(out)]) == 2

@@ -16,7 +16,10 @@ def _fmt(x, spec=".2f") -> str:
 
 
 def print_extremes(res: ExtremesResult, console: Console | None = None) -> None:
-    console = console or Console()
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # piped / logged: rich would wrap the tables at 80 columns
+            console = Console(width=140)
     m = res.model
     doms = ", ".join(f"{d['name']} ({d['prompts']} prompts, {d['tokens']} tok)" for d in res.domains)
     console.print(f"[bold]{m['name']}[/bold] ({m['family']}, {m['num_layers']} layers x {m['num_heads']} heads, "
@@ -58,10 +61,10 @@ def _by_layer(res: ExtremesResult, console: Console) -> None:
     t.add_column("index", justify="right")
     has_res, has_val = "resid_first" in pp, "value_first" in pp
     if has_res:
-        for c in ("|h| pos 0", "|h| others", "peak pos 0", "peak later", "massive dims at pos 0 (dim:value)"):
+        for c in ("|h| pos 0", "|h| others", "peak pos 0", "peak later", "top dims at pos 0 (dim:value)"):
             t.add_column(c, justify="right")
     if has_val:
-        t.add_column("value drain pos 0 (median over heads)", justify="right")
+        t.add_column("drain pos 0 (median head)", justify="right")
     L = res.model["num_layers"]
     first_n, other_n = res.residual_norms() if has_res else (None, None)
     rr, rl = (res.residual_ratio("first"), res.residual_ratio("later")) if has_res else (None, None)
@@ -70,7 +73,7 @@ def _by_layer(res: ExtremesResult, console: Console) -> None:
     for i in range(L + 1):
         row = [str(i)]
         if has_res:
-            md = " ".join(f"{d['dim']}:{d['signed']:.0f}" for d in dims[i]) if i < len(dims) else "-"
+            md = " ".join(f"{d['dim']}:{d['signed']:+.0f}" for d in dims[i][:2]) if i < len(dims) else "-"
             row += [_fmt(first_n[i], ".1f"), _fmt(other_n[i], ".1f"), _fmt(rr[i]), _fmt(rl[i]), md]
         if has_val:
             row.append(_fmt(drain[i]) if i < L else "")

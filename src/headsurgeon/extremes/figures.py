@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.colors import ListedColormap, TwoSlopeNorm  # noqa: E402
+from matplotlib.colors import ListedColormap, SymLogNorm, TwoSlopeNorm  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from headsurgeon.diagnosis.figures import heatmap_axes  # noqa: E402
@@ -105,7 +105,7 @@ def save_drain_heatmap(res: ExtremesResult, path: str | Path) -> Path:
         ax.set_yticks(range(0, L, 1 if L <= 32 else 2))
         ax.tick_params(labelsize=7)
         label = _GROUP_STYLE[g][0]
-        ax.set_title(f"value norm at {label} / median of other tokens\n(blue < 1: drained; median {np.nanmedian(ratio):.2f})", fontsize=9)
+        ax.set_title(f"value norm at {label} / median of other tokens\n(red < 1: drained; median {np.nanmedian(ratio):.2f})", fontsize=9)
         fig.colorbar(im, ax=ax, label="log2 ratio")
     if res.model["num_kv_heads"] != H:
         fig.suptitle(f"{res.model['name']}: grouped-query attention, heads of one KV group share a value state", fontsize=9)
@@ -124,12 +124,12 @@ def save_dormancy(res: ExtremesResult, path: str | Path) -> Path:
     n = len(names) + 1
     cols = min(n, 4)
     rows = int(np.ceil(n / cols))
-    w = max(3.2, 0.3 * H + 1.6)
-    fig, axes = plt.subplots(rows, cols, figsize=(w * cols, max(3.5, 0.2 * L + 1.4) * rows), squeeze=False)
+    w = max(2.6, 0.28 * H + 1.2)
+    fig, axes = plt.subplots(rows, cols, figsize=(w * cols + 1.2, max(3.2, 0.17 * L + 1.3) * rows), squeeze=False, layout="constrained")
     flat = list(axes.ravel())
     for ax, name, m in zip(flat, names, metric):
         im = heatmap_axes(ax, m, None, f"{name} (mean {m.mean():.2f})")
-    fig.colorbar(im, ax=flat[: len(names)], label=f"{t.dormancy_metric} (dormant > {t.dormant_threshold})", shrink=0.8)
+    fig.colorbar(im, ax=flat[: len(names)], label=f"{t.dormancy_metric} (dormant > {t.dormant_threshold})", shrink=0.5, aspect=30)
     ax = flat[len(names)]
     classes = res.dormancy_classes()
     codes = np.vectorize(DORMANCY_CLASSES.index)(classes)
@@ -138,7 +138,7 @@ def save_dormancy(res: ExtremesResult, path: str | Path) -> Path:
     counts = {c: int((classes == c).sum()) for c in DORMANCY_CLASSES}
     handles = [plt.Rectangle((0, 0), 1, 1, color=_CLASS_COLORS[c]) for c in DORMANCY_CLASSES]
     ax.legend(handles, [f"{c.replace('_', ' ')} ({counts[c]})" for c in DORMANCY_CLASSES], fontsize=7, loc="upper center",
-              bbox_to_anchor=(0.5, -0.12), ncol=2)
+              bbox_to_anchor=(0.5, -0.1), ncol=2)
     ax.set_title(f"classes (margin {t.margin})", fontsize=10)
     ax.set_xlabel("head")
     ax.set_ylabel("layer")
@@ -147,8 +147,8 @@ def save_dormancy(res: ExtremesResult, path: str | Path) -> Path:
     ax.tick_params(labelsize=7)
     for extra in flat[len(names) + 1 :]:
         extra.axis("off")
-    fig.suptitle(f"{res.model['name']}: {t.dormancy_metric} per head by input domain (dormant > {t.dormant_threshold})", fontsize=11)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    fig.suptitle(f"{res.model['name']}: {t.dormancy_metric} per head by input domain", fontsize=11)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
 
@@ -196,10 +196,12 @@ def save_interventions(res: ExtremesResult, path: str | Path) -> Path:
             continue
         vals = np.array([[r[kind][d] for d in names] for r in rows])
         marks = np.array([["*" if r["activity"][d] > thr else "" for d in names] for r in rows])
-        lim = max(float(np.abs(vals).max()), 1e-6)
+        lim = max(float(np.abs(vals).max()), 0.02)
         labels = [f"{r['head']} {r['role'].replace('_', ' ')}" for r in rows]
-        im = _table_heatmap(ax, vals, labels, names, cmap="PuOr_r", norm=TwoSlopeNorm(0.0, -lim, lim), fmt="+.3f", marks=marks)
-        fig.colorbar(im, ax=ax, label="loss change (nats/token)")
+        # symmetric log scale: one disrupted head (change of nats) must not wash out the small ones
+        norm = SymLogNorm(linthresh=0.01, vmin=-lim, vmax=lim, base=10)
+        im = _table_heatmap(ax, vals, labels, names, cmap="PuOr_r", norm=norm, fmt="+.3f", marks=marks)
+        fig.colorbar(im, ax=ax, label="loss change (nats/token, symlog)")
         title = "zero the head's output" if kind == "zero" else "remove attention to the sink, renormalise"
         ax.set_title(f"{title}\n(* = head dormant on that domain)", fontsize=9)
     fig.suptitle(f"{res.model['name']}: loss change per domain", fontsize=11)

@@ -32,7 +32,7 @@ def run_extremes(
     settings: ExtremesSettings | None = None,
     heads: Sequence[HeadRef] | None = None,
     bos: str = "auto",
-    max_length: int = 160,
+    max_length: int = 128,
     batch_size: int = 4,
     out_dir: str | Path | None = None,
     progress: bool = True,
@@ -63,7 +63,7 @@ def run_extremes(
 
         ensure_output_dir(out_dir)  # fail before the slow part
     doms = build_domains(domains, domain_files, local_text=local_text)
-    loaded = model if isinstance(model, LoadedModel) else load_model(model)
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, progress=progress)
     if heads is not None:
         if "interventions" not in parts:
             raise HeadsurgeonError("heads to intervene on were given but interventions are not selected; add 'interventions' to --only")

@@ -39,11 +39,12 @@ class ExtremesSettings:
     top_k_dims [8]: hidden dimensions with the largest |value| kept per token and layer (the
         candidates for massive-activation dimensions).
     report_dims [3]: massive dimensions reported per layer.
-    intervention_domain_dependent [4], intervention_controls [1]: heads intervened on by
+    intervention_domain_dependent [3], intervention_controls [1]: heads intervened on by
         default: the strongest domain-dependent heads plus this many always-dormant and
         always-active controls each.
-    intervention_prompts [2]: prompts per domain used for the intervention losses (each
-        intervention is a full forward pass over them; the measurement uses all prompts).
+    intervention_prompts [1]: prompts per domain used for the intervention losses. Each head
+        costs two full forward passes over them (the measurement uses all prompts once), so
+        this and the number of heads set the run time; raise both on a faster machine.
     """
 
     sink_threshold: float = 0.3
@@ -54,9 +55,9 @@ class ExtremesSettings:
     margin: float = 0.3
     top_k_dims: int = 8
     report_dims: int = 3
-    intervention_domain_dependent: int = 4
+    intervention_domain_dependent: int = 3
     intervention_controls: int = 1
-    intervention_prompts: int = 2
+    intervention_prompts: int = 1
 
     def __post_init__(self):
         for name in ("sink_threshold", "sink_head_fraction", "dormant_threshold", "margin"):

@@ -1,8 +1,9 @@
 """More real text per domain from files many Linux machines already have (offline).
 
 Two built-in prompts per domain make per-domain means thin. Where the machine has them we add
-deterministic chunks of real text: long entries of the ``fortunes`` package as *prose*, plain
-paragraphs of the Python documentation sources (Debian ``python3.11-doc``) as *technical*, and
+deterministic chunks of real text: long entries of the ``fortunes`` package as *prose*, prose
+paragraphs of the Python library reference (Debian ``python3.11-doc``) as *technical* (both
+read through :mod:`headsurgeon.corpus.builtin`), and
 top-level functions and classes of the Python standard library's own source as *code*. Missing
 sources simply add nothing; the result records which source every domain used and how many
 tokens it had. Mathematics, multilingual and repetitive text have no such local source.
@@ -10,14 +11,11 @@ tokens it had. Mathematics, multilingual and repetitive text have no such local 
 
 from __future__ import annotations
 
-import re
 import sysconfig
 from collections.abc import Callable
 from pathlib import Path
 
-FORTUNES_DIR = Path("/usr/share/games/fortunes")
-PYTHON_DOC_DIRS = sorted(Path("/usr/share/doc").glob("python3*/html/_sources/library"))
-
+from headsurgeon.errors import HeadsurgeonError
 
 def _spread(items: list, n: int) -> list:
     """``n`` items taken evenly across ``items`` (deterministic variety, not the first n)."""
@@ -29,48 +27,47 @@ def _spread(items: list, n: int) -> list:
     return [items[int(i * step)] for i in range(n)]
 
 
-def fortune_chunks(n: int, *, min_chars: int = 400, max_chars: int = 1000, folder: Path = FORTUNES_DIR) -> list[str]:
-    """Long fortunes (stories, anecdotes, quoted passages), whitespace normalised."""
-    if not folder.is_dir():
+def fortune_chunks(n: int, *, min_chars: int = 400, max_chars: int = 1000) -> list[str]:
+    """Long fortunes (stories, anecdotes, quoted passages), whitespace normalised; read with the
+    corpus module's fortune reader."""
+    from headsurgeon.corpus.builtin import fortune_files, split_fortunes
+
+    try:
+        files = fortune_files()
+    except HeadsurgeonError:  # package not installed: this source adds nothing
         return []
     entries = []
-    for f in sorted(p for p in folder.iterdir() if p.is_file() and not p.suffix):
-        try:
-            text = f.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            continue
-        for entry in text.split("\n%\n"):
+    for f in files:
+        for entry in split_fortunes(f.read_text(encoding="utf-8", errors="replace")):
             flat = " ".join(entry.split())
             if min_chars <= len(flat) <= max_chars and flat.count("|") < 3:  # skip ASCII-art tables
                 entries.append(flat)
     return _spread(entries, n)
 
 
-_RST_MARKUP = re.compile(r"^(\.\. |[=\-~^*#]{3,}|\s|:|>>>|\*|\d+\.)")
+def python_doc_chunks(n: int, *, chars: int = 800) -> list[str]:
+    """About ``chars`` characters of prose from pages of the Python library reference (the
+    corpus module's reST-to-prose reader), starting after each page's title block."""
+    from headsurgeon.corpus.builtin import python_docs_files
+    from headsurgeon.corpus.rest import rest_to_prose
 
-
-def python_doc_chunks(n: int, *, chars: int = 800, folders: list[Path] = PYTHON_DOC_DIRS) -> list[str]:
-    """Plain-prose paragraphs of the Python library reference, joined to about ``chars`` characters."""
-    files = sorted(p for d in folders for p in d.glob("*.rst.txt"))
+    try:
+        files = [f for f in python_docs_files() if f.parent.name == "library"]
+    except HeadsurgeonError:
+        return []
     chunks = []
-    for f in _spread(files, 4 * n):
-        paragraphs = [" ".join(p.split()) for p in f.read_text(encoding="utf-8", errors="replace").split("\n\n")]
-        prose = [p for p in paragraphs if len(p) > 120 and not _RST_MARKUP.match(p)]
+    for f in _spread(files, 3 * n):
+        paragraphs = [" ".join(p.split()) for p in rest_to_prose(f.read_text(encoding="utf-8", errors="replace")).split("\n\n")]
         chunk = ""
-        for p in prose:
+        for p in (p for p in paragraphs if len(p) > 120):  # skip titles, "New in version", one-liners
             chunk = f"{chunk} {p}".strip()
             if len(chunk) >= chars:
                 break
         if len(chunk) >= chars // 2:
-            chunks.append(_strip_roles(chunk))
+            chunks.append(chunk[: 2 * chars])
         if len(chunks) >= n:
             break
     return chunks
-
-
-def _strip_roles(text: str) -> str:
-    """``:func:`len``` -> ``len``: the rendered reading of Sphinx roles."""
-    return re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", text).replace("``", "")
 
 
 def python_code_chunks(n: int, *, lines: int = 30) -> list[str]:
