@@ -1,0 +1,52 @@
+"""``headsurgeon report``: one self-contained HTML report of a surgery run
+(calls :func:`headsurgeon.report.build_report`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .display import console
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("report")
+    def report_cmd(
+        run_dir: Path = typer.Argument(..., help="Run folder written by `headsurgeon operate` (finished or still running)."),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="HTML file to write (default RUN_DIR/report.html); report.json goes beside it."),
+        generations: bool = typer.Option(True, help="Sample side-by-side generations from stock, best and final."),
+        dormancy: bool = typer.Option(True, help="Measure MLP dormancy per layer of each checkpoint."),
+        ablation: bool = typer.Option(True, help="Ablate target, collapsed and healthy heads before and after repair."),
+        fast: bool = typer.Option(False, "--fast", help="Skip everything that loads a model (generations, dormancy, ablation)."),
+        stock_model: Optional[str] = typer.Option(None, help="Stock model folder (default: the model the run was made from)."),
+        prompts: Optional[Path] = typer.Option(None, help="Generation prompts: blank-line separated text or JSONL with 'text'."),
+        seed: int = typer.Option(0, help="Sampling seed (plus the prompt index)."),
+        temperature: float = typer.Option(0.7, help="Sampling temperature."),
+        top_p: float = typer.Option(0.92, help="Nucleus sampling threshold."),
+        max_new_tokens: int = typer.Option(100, help="New tokens per generation."),
+        ablation_sequences: int = typer.Option(4, help="Held-out sequences per ablation pass."),
+        ablation_heads: int = typer.Option(6, help="Heads per group ablated one at a time."),
+        drift_threshold: float = typer.Option(0.05, help="A head drifts when |delta BOS mass| is above this."),
+        reuse: bool = typer.Option(True, help="Reuse generations / dormancy / ablation cached in RUN_DIR/evaluation when settings match."),
+        progress: bool = typer.Option(True, help="Show progress bars."),
+    ) -> None:
+        """Write report.html (figures embedded, opens offline) and report.json with every number in it."""
+        from headsurgeon.prompts import read_prompt_file
+        from headsurgeon.report import ReportOptions, build_report
+
+        opts = ReportOptions(
+            generations=generations and not fast, dormancy=dormancy and not fast, ablation=ablation and not fast,
+            stock_model=stock_model, generation_prompts=tuple(p.text for p in read_prompt_file(prompts)) if prompts else None,
+            seed=seed, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, ablation_sequences=ablation_sequences,
+            ablation_per_group=ablation_heads, drift_threshold=drift_threshold, reuse=reuse,
+        )
+        report = build_report(run_dir, out=out, options=opts, progress=progress)
+        d = report.data
+        for n in d["notes"]:
+            console.print(f"[yellow]note:[/yellow] {n}")
+        for piece in ("generations", "dormancy", "ablation"):
+            if "skipped" in d[piece]:
+                console.print(f"{piece}: {d[piece]['skipped']}")
+        console.print(f"wrote {report.html_path} ({report.html_path.stat().st_size // 1024} KiB, {len(report.figures)} figures) and {report.json_path}")

@@ -1,0 +1,115 @@
+"""Side-by-side generations: the same prompts, the same seeds, several checkpoints.
+
+A perplexity number says little about whether a repaired model still writes sensibly; reading
+completions side by side does (the paper's "generation check": temperature 0.7, top-p 0.92,
+100 new tokens). Each checkpoint is loaded with plain ``transformers`` from its
+``save_pretrained`` folder (no headsurgeon code in the forward pass) and sampled with
+``model.generate``. The RNG is re-seeded with ``seed + prompt index`` before every call, so
+for a given prompt every checkpoint draws from the same random stream and differences come
+from the weights alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from headsurgeon.errors import HeadsurgeonError
+
+#: Short openings across the diagnosis domains (prose, code, technical, narrative, explanation).
+DEFAULT_GENERATION_PROMPTS = (
+    "The history of the printing press begins",
+    "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n",
+    "To install the package on a fresh machine, first",
+    "Once upon a time, in a small village by the sea,",
+    "The main difference between a list and a tuple in Python is",
+)
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    seed: int = 0
+    temperature: float = 0.7
+    top_p: float = 0.92
+    max_new_tokens: int = 100
+
+    def __post_init__(self):
+        if self.temperature <= 0 or not 0 < self.top_p <= 1 or self.max_new_tokens < 1:
+            raise HeadsurgeonError("generation needs temperature > 0, 0 < top-p <= 1 and at least 1 new token")
+
+
+@dataclass
+class Generations:
+    """``texts[label][i]`` is the completion (new tokens only) of ``prompts[i]`` by checkpoint ``label``."""
+
+    prompts: list[str]
+    sources: dict[str, str]
+    texts: dict[str, list[str]]
+    new_tokens: dict[str, list[int]]
+    settings: GenerationSettings = field(default_factory=GenerationSettings)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {"prompts": self.prompts, "sources": self.sources, "texts": self.texts, "new_tokens": self.new_tokens,
+                "settings": asdict(self.settings), "seconds": round(self.seconds, 1)}
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> "Generations":
+        return cls(prompts=doc["prompts"], sources=doc["sources"], texts=doc["texts"], new_tokens=doc["new_tokens"],
+                   settings=GenerationSettings(**doc["settings"]), seconds=doc.get("seconds", 0.0))
+
+
+def _load_plain(folder: str | Path, progress: bool):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from headsurgeon.models.loading import _transformers_progress
+
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise HeadsurgeonError(f"{folder} is not a save_pretrained model folder (no config.json); pass a checkpoint folder")
+    with _transformers_progress(progress):
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(folder)
+    return model, tok
+
+
+@torch.no_grad()
+def generate_side_by_side(
+    checkpoints: dict[str, str | Path],
+    prompts: list[str] | None = None,
+    *,
+    settings: GenerationSettings | None = None,
+    progress: bool = True,
+) -> Generations:
+    """Sample a completion of every prompt from every checkpoint (``label -> model folder``)."""
+    import time
+
+    from tqdm.auto import tqdm
+
+    settings = settings or GenerationSettings()
+    prompts = list(prompts or DEFAULT_GENERATION_PROMPTS)
+    if not prompts or not checkpoints:
+        raise HeadsurgeonError("generation needs at least one prompt and one checkpoint")
+    texts: dict[str, list[str]] = {}
+    counts: dict[str, list[int]] = {}
+    start = time.perf_counter()
+    bar = tqdm(total=len(prompts) * len(checkpoints), desc="generating", unit="text", disable=not progress, leave=False)
+    for label, folder in checkpoints.items():
+        model, tok = _load_plain(folder, progress)
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        texts[label], counts[label] = [], []
+        for i, prompt in enumerate(prompts):
+            enc = tok(prompt, return_tensors="pt")
+            torch.manual_seed(settings.seed + i)
+            out = model.generate(**enc, do_sample=True, temperature=settings.temperature, top_p=settings.top_p,
+                                 max_new_tokens=settings.max_new_tokens, pad_token_id=pad)
+            new = out[0, enc["input_ids"].shape[1]:]
+            texts[label].append(tok.decode(new, skip_special_tokens=True))
+            counts[label].append(int(new.numel()))
+            bar.update(1)
+        del model
+    bar.close()
+    return Generations(prompts=prompts, sources={k: str(v) for k, v in checkpoints.items()}, texts=texts, new_tokens=counts,
+                       settings=settings, seconds=time.perf_counter() - start)

@@ -1,0 +1,46 @@
+"""MLP dormancy: the share of MLP neurons that barely read or write anything.
+
+Neuron ``i`` of a layer's MLP reads the residual stream through row ``i`` of the up projection
+and writes through column ``i`` of the down projection (positions given by the family
+adapter's ``neuron_axes``). It is *dormant* when ``||up_i|| * ||down_i|| < threshold`` (0.01,
+SCIENCE.md). Surgery only touches attention slices, so a repaired model must show exactly the
+stock model's dormancy; measuring both turns that claim into a check. (Gated MLPs have a third,
+gate, projection; the definition uses up and down only, as the paper does.)
+"""
+
+from __future__ import annotations
+
+import torch
+
+from headsurgeon.models import LoadedModel
+
+
+def _neuron_norms(weight: torch.Tensor, dim: int) -> torch.Tensor:
+    w = weight.detach().float().movedim(dim, 0)
+    return torch.linalg.vector_norm(w.reshape(w.shape[0], -1), dim=1)
+
+
+@torch.no_grad()
+def mlp_dormancy(loaded: LoadedModel, *, threshold: float = 0.01) -> dict:
+    """``{threshold, neurons, dormant, fraction, per_layer: [{layer, neurons, dormant, fraction}]}``."""
+    ad = loaded.adapter
+    rows = []
+    for layer in range(ad.num_layers):
+        axes = ad.neuron_axes(layer)
+        up = _neuron_norms(ad.parameter(axes.up), axes.up_dim)
+        down = _neuron_norms(ad.parameter(axes.down), axes.down_dim)
+        dormant = int(((up * down) < threshold).sum())
+        rows.append({"layer": layer, "neurons": int(up.numel()), "dormant": dormant, "fraction": dormant / up.numel()})
+    total = sum(r["neurons"] for r in rows)
+    dormant = sum(r["dormant"] for r in rows)
+    return {"threshold": threshold, "neurons": total, "dormant": dormant, "fraction": dormant / total if total else 0.0, "per_layer": rows}
+
+
+def compare_dormancy(results: dict[str, dict]) -> dict:
+    """Several models' dormancy side by side, and whether every per-layer count is identical."""
+    labels = list(results)
+    first = results[labels[0]]
+    identical = all(
+        [r["dormant"] for r in results[k]["per_layer"]] == [r["dormant"] for r in first["per_layer"]] for k in labels[1:]
+    )
+    return {"models": results, "identical": identical}

@@ -1,0 +1,119 @@
+"""The report's optional, model-loading pieces: generations, MLP dormancy, head ablation.
+
+Each needs checkpoints loaded (seconds to minutes on a real model), so each can be skipped,
+and each result is cached in ``RUN/evaluation/<piece>.json`` with the settings and run state
+that produced it: a second ``headsurgeon report`` with the same settings reuses it instead of
+loading models again. Anything missing (no stock model folder, corpus gone) turns into a
+``{"skipped": reason}`` entry rather than an error: a report of a partial run is still useful.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from headsurgeon.corpus import CorpusSpec, build_corpus, spread_rows
+from headsurgeon.errors import HeadsurgeonError
+from headsurgeon.evaluation.generation import GenerationSettings, generate_side_by_side
+from headsurgeon.evaluation.head_ablation import ablation_before_after, ablation_groups
+from headsurgeon.evaluation.inputs import RunRecord
+from headsurgeon.evaluation.mlp_dormancy import compare_dormancy, mlp_dormancy
+from headsurgeon.io import write_json
+from headsurgeon.models import LoadedModel, load_model
+from headsurgeon.models.loading import resolve_local_dir
+
+
+def checkpoints(run: RunRecord, stock: Path | None) -> dict[str, Path]:
+    """``label -> model folder`` for stock, best and final (or the latest epoch of a running run)."""
+    out: dict[str, Path] = {}
+    if stock is not None:
+        out["stock"] = stock
+    m, models = run.manifest, run.run_dir / "models"
+    best = m.get("best")
+    last_step = run.evals[-1]["step"] if run.evals else None
+    final_ok = run.finished and (models / "final" / "config.json").is_file()
+    if best and (models / "best" / "config.json").is_file():
+        same = final_ok and best["step"] == last_step
+        out[f"best = final (step {best['step']})" if same else f"best (step {best['step']})"] = models / "best"
+        if same:
+            return out
+    if final_ok:
+        out[f"final (step {last_step})"] = models / "final"
+    return out
+
+
+def stock_folder(run: RunRecord, spec: str | None) -> tuple[Path | None, str | None]:
+    """The stock model's local folder, or ``(None, why not)``."""
+    source = spec or run.manifest.get("model", {}).get("source")
+    if not source or source == "in-memory":
+        return None, "the run was made from an in-memory model; pass --stock-model FOLDER to include the stock model"
+    try:
+        folder = resolve_local_dir(source)
+    except HeadsurgeonError as exc:
+        return None, str(exc)
+    if not (folder / "config.json").is_file():
+        return None, f"stock model {source} is not a local model folder; pass --stock-model FOLDER"
+    return folder, None
+
+
+def cached(run: RunRecord, name: str, key: dict, reuse: bool, compute) -> dict:
+    """``compute()`` unless ``RUN/evaluation/<name>.json`` holds a result for the same ``key``."""
+    path = run.run_dir / "evaluation" / f"{name}.json"
+    if reuse and path.is_file():
+        try:
+            doc = json.loads(path.read_text())
+            if doc.get("key") == json.loads(json.dumps(key)):
+                return {**doc["result"], "cached": str(path)}
+        except (OSError, ValueError, KeyError):
+            pass
+    result = compute()
+    try:
+        write_json(path, {"key": key, "result": result})
+    except OSError:  # a read-only run folder still gets its report
+        pass
+    return result
+
+
+def _key(run: RunRecord, models: dict[str, Path], **settings) -> dict:
+    return {"run_updated": run.manifest.get("updated"), "models": {k: str(v) for k, v in models.items()}, **settings}
+
+
+def generations_piece(run: RunRecord, models: dict[str, Path], prompts: list[str] | None, settings: GenerationSettings,
+                      *, reuse: bool, progress: bool) -> dict:
+    key = _key(run, models, prompts=prompts, settings=settings.__dict__)
+    return cached(run, "generations", key, reuse,
+                  lambda: generate_side_by_side(models, prompts, settings=settings, progress=progress).to_dict())
+
+
+def _load(folder: Path) -> LoadedModel:
+    return load_model(str(folder), progress=False)
+
+
+def dormancy_piece(run: RunRecord, models: dict[str, Path], threshold: float, *, reuse: bool) -> dict:
+    def compute() -> dict:
+        return compare_dormancy({label: mlp_dormancy(_load(folder), threshold=threshold) for label, folder in models.items()})
+
+    return cached(run, "dormancy", _key(run, models, threshold=threshold), reuse, compute)
+
+
+def heldout_sequences(run: RunRecord, tokenizer, n: int):
+    """``n`` held-out sequences of the run's own corpus, rebuilt from its configuration (deterministic)."""
+    cfg = run.manifest["config"]
+    corpus = build_corpus(tokenizer, CorpusSpec(source=cfg["corpus"], heldout_fraction=cfg["heldout_fraction"],
+                                                 max_tokens=cfg.get("max_train_tokens")),
+                          seq_len=cfg["seq_len"], seed=cfg["seed"], progress=False)
+    rows = corpus.heldout if len(corpus.heldout) else corpus.train
+    same = corpus.info.get("sha256") == (run.manifest.get("corpus") or {}).get("sha256")
+    return spread_rows(rows, n), "heldout" if len(corpus.heldout) else "train", same
+
+
+def ablation_piece(run: RunRecord, models: dict[str, Path], *, sequences: int, per_group: int, reuse: bool, progress: bool) -> dict:
+    def compute() -> dict:
+        loaded = {label: _load(folder) for label, folder in models.items()}
+        seqs, split, same = heldout_sequences(run, next(iter(loaded.values())).tokenizer, sequences)
+        groups = ablation_groups(run.stock_point().diagnosis, run.plan.targets)
+        res = ablation_before_after(loaded, groups, seqs, per_group=per_group, progress=progress)
+        res["settings"].update(split=split, corpus_matches_run=same)
+        return res
+
+    return cached(run, "ablation", _key(run, models, sequences=sequences, per_group=per_group), reuse, compute)

@@ -1,0 +1,247 @@
+"""The report's sections, each a function of ``report.json`` data (and the figures) to HTML.
+
+Everything shown here is read from the data dict, so the HTML never holds a number that the
+JSON beside it lacks.
+"""
+
+from __future__ import annotations
+
+from headsurgeon.evaluation.drift import ZONE_LABELS, ZONES
+from headsurgeon.evaluation.trajectory import SET_LABELS
+
+from .html import card, esc, figure, kv_table, note, num, pct, table
+
+
+def _fig(figs: dict, name: str) -> str:
+    return figure(name, *figs[name]) if name in figs else ""
+
+
+def header(d: dict) -> str:
+    run, m = d["run"], d["run"].get("model") or {}
+    out = run.get("outcome") or {}
+    pts = d["perplexity"]["points"]
+    hist = d["history"]
+    last = hist[-1] if hist else {}
+    n_t = len((d["comparison"] or {}).get("zone", {}).get("targets", [])) or (run.get("plan") or {}).get("n_targets")
+    inv = (run.get("invariant") or {}).get("final")
+    cards = [
+        card(f"{num(last.get('targets_healthy'))}/{num(n_t)}", f"targets healthy at step {last.get('step', '–')}"),
+        card(esc(", ".join(out.get("recollapsed_targets") or []) or "none") if out else "–", "targets re-collapsed during the run"),
+        card("held" if inv and inv.get("held") else ("VIOLATED" if inv else "not checked yet"),
+             "invariant: frozen parts bit-identical", "ok" if inv and inv.get("held") else "bad"),
+    ]
+    for key, label in (("stock", "stock"), ("after re-initialisation", "after re-init"), ("best", "best"), ("final", "final"), ("latest", "latest")):
+        if key in pts and pts[key].get("heldout") is not None:
+            step = f" (step {pts[key]['step']})" if "step" in pts[key] else ""
+            cards.append(card(num(pts[key]["heldout"], 3), f"held-out ppl, {label}{step}"))
+    timing = run.get("timing") or {}
+    if timing:
+        cards.append(card(num(timing.get("tokens_per_second"), 1), f"tokens/s ({num(timing.get('train_seconds'), 0)} s training)"))
+    notes = "".join(note(n) for n in d["notes"])
+    return (f"<h1>Surgery report: {esc(m.get('name'))}</h1>"
+            f'<div class="muted">{esc(m.get("family"))}, {num(m.get("num_layers"))} layers x {num(m.get("num_heads"))} heads '
+            f'({num(m.get("num_kv_heads"))} KV heads) · run {esc(run["dir"])} · status <b>{esc(run.get("status"))}</b> · '
+            f'report made {esc(d["created"])} by headsurgeon {esc(d["package_version"])}</div>'
+            f'<div class="cards">{"".join(cards)}</div>{notes}')
+
+
+def plan_section(d: dict) -> str:
+    plan = d["run"].get("plan") or {}
+    comp = d["comparison"]
+    by_head = {r["head"]: r for r in _per_head(comp)} if comp else {}
+    rows = []
+    for h in (comp or {}).get("zone", {}).get("targets", []):
+        r = by_head.get(h, {})
+        rows.append([esc(h), esc(plan.get("reasons", {}).get(h, "")), num(r.get("bos_before")), num(r.get("bos_after")), esc(r.get("after"))])
+    frozen = ", ".join((comp or {}).get("zone", {}).get("frozen_in_zone", [])) or "none"
+    after = comp["inputs"][-1]["label"] if comp else "last"
+    return (f"<p>Rules: {esc('; '.join(plan.get('rules', [])))} · GQA mode <b>{esc(plan.get('gqa_mode'))}</b> · "
+            f"{num(plan.get('n_targets'))} targets · frozen inside the zone: {esc(frozen)}</p>"
+            + table(["target", "why", "BOS mass (stock)", f"BOS mass ({after})", f"class ({after})"], rows, numeric={2, 3}))
+
+
+def _per_head(comp: dict) -> list[dict]:
+    """Per-head rows of the final comparison, from the stored arrays."""
+    bos, cls, delta = comp["bos_mass"], comp["classes"], comp["final"]["delta"]
+    return [{"head": f"L{l}H{h}", "bos_before": bos[0][l][h], "bos_after": bos[-1][l][h], "delta": delta[l][h], "after": cls[-1][l][h]}
+            for l in range(len(bos[0])) for h in range(len(bos[0][0]))]
+
+
+def perplexity_section(d: dict, figs: dict) -> str:
+    p = d["perplexity"]
+    sets = p["sets"]
+    pts = [[esc(k), num(v.get("step"))] + [num(v.get(s), 3) for s in sets] for k, v in p["points"].items()]
+    hist = [[num(r["step"]), num(r.get("epoch"), 2), num(r.get("tokens")), num(r.get("train_loss"), 4), num(r.get("lr"), 6)]
+            + [num(r.get(f"{s}_ppl"), 3) for s in sets]
+            + [num(r.get("targets_healthy")), esc(", ".join(r.get("targets_collapsed", [])))] for r in d["history"]]
+    best = p.get("best")
+    return (_fig(figs, "perplexity")
+            + (f"<p>Best checkpoint by <b>{esc(best['metric'])}</b>: step {num(best['step'])} ({num(best['value'], 3)}).</p>" if best else "")
+            + table(["point", "step"] + [SET_LABELS[s] for s in sets], pts, numeric=set(range(1, 2 + len(sets))))
+            + "<h3>Every evaluation</h3>"
+            + table(["step", "epoch", "tokens", "train loss", "lr"] + [f"{s} ppl" for s in sets] + ["targets healthy", "targets collapsed"],
+                    hist, numeric=set(range(0, 6 + len(sets)))))
+
+
+def topology_section(d: dict, figs: dict) -> str:
+    comp = d["comparison"]
+    if not comp:
+        return ""
+    rows = [[esc(i["label"]), num(i["step"])] + [num(i["counts"][k]) for k in ("healthy", "low_entropy", "bos_sink", "dead")]
+            for i in comp["inputs"]]
+    return (_fig(figs, "topology") + _fig(figs, "histogram")
+            + table(["diagnosis", "step", "healthy", "low-entropy", "BOS-sink", "DEAD"], rows, numeric={1, 2, 3, 4, 5}))
+
+
+def _zone_rows(zones: dict) -> list[list]:
+    return [[esc(ZONE_LABELS[z]), num(v["heads"]), num(v["drifting"]), pct(v["drifting_fraction"]), num(v["mean_abs_delta"]),
+             num(v["mean_delta"]), num(v["max_abs_delta"])] for z, v in zones.items()]
+
+
+def _transition_rows(rows: list[dict]) -> list[list]:
+    return [[esc(r["head"]), esc(ZONE_LABELS[r["zone"]]), esc(r["before"]), esc(r["after"]), num(r["bos_before"]), num(r["bos_after"])]
+            for r in rows]
+
+
+def drift_section(d: dict, figs: dict) -> str:
+    comp = d["comparison"]
+    if not comp:
+        return ""
+    f = comp["final"]
+    thr = comp["settings"]["drift_threshold"]
+    heads_t = ["head", "zone", "class before", "class after", "BOS before", "BOS after"]
+    drifters = "".join(
+        f"<p><b>{esc(ZONE_LABELS[z])}</b>: " + (esc(", ".join(f"{h['head']} ({h['delta']:+.3f})" for h in v["drifting_heads"])) or "none") + "</p>"
+        for z, v in f["zones"].items() if v["heads"])
+    return (f"<p>{esc(f['after'])} against {esc(f['before'])}; a head drifts when |delta BOS mass| &gt; {num(thr, 3)}. "
+            "Mean |delta| is over all heads of a zone.</p>"
+            + table(["zone", "heads", "drifting", "share", "mean |delta|", "mean delta", "max |delta|"], _zone_rows(f["zones"]),
+                    numeric={1, 2, 3, 4, 5, 6})
+            + _fig(figs, "drift")
+            + f"<h3>Recoveries ({len(f['recoveries'])}): collapsed before, not collapsed after</h3>"
+            + (table(heads_t, _transition_rows(f["recoveries"]), numeric={4, 5}) if f["recoveries"] else "<p>none</p>")
+            + f"<h3>Iatrogenic collapses ({len(f['iatrogenic'])}): not collapsed before, collapsed after</h3>"
+            + (table(heads_t, _transition_rows(f["iatrogenic"]), numeric={4, 5}) if f["iatrogenic"] else "<p>none</p>")
+            + "<h3>Drifting heads, largest change first</h3>" + drifters)
+
+
+def trajectory_section(d: dict, figs: dict) -> str:
+    comp = d["comparison"]
+    if not comp or len(comp["trajectory"]) < 2:
+        return ""
+    zs = [z for z in ZONES if comp["trajectory"][0]["zones"][z]["heads"]]
+    rows = [[esc(r["label"]), num(r["step"])]
+            + [x for z in zs for x in (num(r["zones"][z]["drifting"]), num(r["zones"][z]["mean_abs_delta"]))]
+            + [num(r["recoveries"]), num(r["iatrogenic"])] for r in comp["trajectory"]]
+    headers = ["evaluation", "step"] + [x for z in zs for x in (f"{ZONE_LABELS[z]}: drifting", "mean |delta|")] + ["recoveries", "iatrogenic"]
+    reading = []
+    for z, ph in comp["phenomena"].items():
+        if ph["heads"] and ph["half_peak_at"] is not None:
+            reading.append(f"{ZONE_LABELS[z]} ({ph['heads']} heads): mean |delta| peaks at {ph['peak_mean_abs_delta']:.4f} and first "
+                           f"reaches half of that at {ph['half_peak_at']} ({100 * ph['half_peak_position']:.0f}% through the evaluations)")
+    return (_fig(figs, "zones") + "<p>" + esc("; ".join(reading) or "no drift to time") + ". Early global redistribution shows as outside-zone "
+            "drift reaching its level early; late local degradation as in-zone frozen drift still rising at the end.</p>"
+            + table(headers, rows, numeric=set(range(1, len(headers)))))
+
+
+def columns_section(d: dict, figs: dict) -> str:
+    comp = d["comparison"]
+    if not comp:
+        return ""
+    labels = [r["label"] for r in comp["trajectory"]]
+    show = list(range(len(labels))) if len(labels) <= 6 else [0, len(labels) // 2, len(labels) - 1]
+    rows = [[f"H{c['index']}", num(c["heads"]), num(c["targets"])] + [num(c["mean_abs_delta"][k]) for k in show]
+            + [num(c["drifting"][-1]), num(c["change"])] for c in comp["columns"]]
+    headers = ["column", "frozen heads", "targets"] + [f"mean |delta| {labels[k]}" for k in show] + [f"drifting {labels[-1]}", "change"]
+    return (_fig(figs, "columns") + "<p>Targets are left out of the columns: their change is the surgery itself. "
+            f"'change' is the last minus the first of the later diagnoses ({esc(labels[0])} to {esc(labels[-1])}).</p>"
+            + table(headers, rows, numeric=set(range(1, len(headers)))))
+
+
+def generations_section(d: dict) -> str:
+    g = d["generations"]
+    if "skipped" in g:
+        return f"<p class='muted'>Generations: {esc(g['skipped'])}.</p>"
+    labels = list(g["texts"])
+    s = g["settings"]
+    rows = [[f"<pre class='gen'>{esc(p)}</pre>"] + [f"<pre class='gen'>{esc(g['texts'][k][i])}</pre>" for k in labels]
+            for i, p in enumerate(g["prompts"])]
+    return (f"<p>Sampled with seed {s['seed']} (+ prompt index; the same for every checkpoint), temperature {s['temperature']}, "
+            f"top-p {s['top_p']}, up to {s['max_new_tokens']} new tokens, with plain <code>transformers</code> "
+            f"<code>generate</code> on each saved folder.</p>" + table(["prompt"] + labels, rows))
+
+
+def dormancy_section(d: dict) -> str:
+    g = d["dormancy"]
+    if "skipped" in g:
+        return f"<p class='muted'>MLP dormancy: {esc(g['skipped'])}.</p>"
+    labels = list(g["models"])
+    first = g["models"][labels[0]]
+    rows = [[num(r["layer"]), num(r["neurons"])] + [f"{num(g['models'][k]['per_layer'][i]['dormant'])} ({pct(g['models'][k]['per_layer'][i]['fraction'], 2)})"
+                                                    for k in labels] for i, r in enumerate(first["per_layer"])]
+    rows.append(["all", num(first["neurons"])] + [f"{num(g['models'][k]['dormant'])} ({pct(g['models'][k]['fraction'], 2)})" for k in labels])
+    verdict = "identical in every layer" if g["identical"] else "DIFFERENT between models"
+    return (f"<p>A neuron is dormant when ||up row|| x ||down column|| &lt; {first['threshold']}. Dormant counts are "
+            f"<b class='{'ok' if g['identical'] else 'bad'}'>{verdict}</b>.</p>"
+            + table(["layer", "neurons"] + labels, rows, numeric=set(range(0, 2 + len(labels)))))
+
+
+def ablation_section(d: dict) -> str:
+    a = d["ablation"]
+    if "skipped" in a:
+        return f"<p class='muted'>Head ablation: {esc(a['skipped'])}.</p>"
+    labels = list(a["models"])
+    s = a["settings"]
+    rows = []
+    for grp, info in a["groups"].items():
+        cells = [esc(grp), num(info["size"]), num(len(info["sampled"]))]
+        for k in labels:
+            g = a["models"][k]["groups"][grp]
+            cells += [num(g["mean_per_head"]), num(g["set_delta"])]
+        rows.append(cells)
+    headers = ["group (from the stock diagnosis)", "heads", "ablated one by one"] + [x for k in labels for x in (f"{k}: mean per head", f"{k}: whole group")]
+    base = ", ".join(f"{k} {a['models'][k]['base_loss']:.4f}" for k in labels)
+    return (f"<p>Loss increase in nats per token when heads' outputs are zeroed (at the output projection's input), on "
+            f"{s['sequences']} {esc(s.get('split', ''))} sequences of {s['seq_len']} tokens. Base loss: {esc(base)}.</p>"
+            + table(headers, rows, numeric=set(range(1, len(headers))))
+            + "<p class='muted'>Heads ablated one by one: " + esc("; ".join(f"{g}: {', '.join(i['sampled']) or 'none'}" for g, i in a["groups"].items())) + "</p>")
+
+
+def invariant_section(d: dict) -> str:
+    inv = d["run"].get("invariant") or {}
+    if not inv:
+        return "<p>Not checked yet (the run checks it when it finishes).</p>"
+    rows = [[esc(k), f"<b class='{'ok' if v.get('held') else 'bad'}'>{'held' if v.get('held') else 'VIOLATED'}</b>", num(v.get("checked_tensors")),
+             esc(", ".join(v.get("changed", [])) or "none"), esc(", ".join(v.get("missing", [])) or "none"), esc(", ".join(v.get("not_stored", [])) or "none")]
+            for k, v in inv.items()]
+    return ("<p>Every parameter element outside the surgical slices, re-hashed in the saved model and compared with the input model.</p>"
+            + table(["model", "invariant", "tensors checked", "changed", "missing", "not stored (tied)"], rows, numeric={2}))
+
+
+def setup_section(d: dict) -> str:
+    run = d["run"]
+    parts = ["<h3>Configuration</h3>" + kv_table(run.get("config") or {}), "<h3>Versions</h3>" + kv_table(run.get("versions") or {})]
+    corpus = {k: v for k, v in (run.get("corpus") or {}).items() if not isinstance(v, (dict, list))}
+    parts.append("<h3>Training corpus</h3>" + kv_table(corpus))
+    if run.get("other_corpus"):
+        parts.append("<h3>Other-distribution set</h3>" + kv_table(run["other_corpus"]))
+    extra = {"trainable parameters": run.get("trainable_parameters"), "fingerprint": run.get("fingerprint"), "created": run.get("created"),
+             "updated": run.get("updated"), "resumed": run.get("resumed"), **(run.get("timing") or {})}
+    parts.append("<h3>Run</h3>" + kv_table(extra))
+    return "".join(parts)
+
+
+def all_sections(d: dict, figs: dict) -> list[tuple[str, str, str]]:
+    return [
+        ("plan", "Plan", plan_section(d)),
+        ("perplexity", "Perplexity", perplexity_section(d, figs)),
+        ("topology", "Head topology", topology_section(d, figs)),
+        ("drift", "Drift after surgery", drift_section(d, figs)),
+        ("trajectory", "Drift over the run", trajectory_section(d, figs)),
+        ("columns", "Column drift", columns_section(d, figs)),
+        ("generations", "Generations", generations_section(d)),
+        ("dormancy", "MLP dormancy", dormancy_section(d)),
+        ("ablation", "Head ablation", ablation_section(d)),
+        ("invariant", "Invariant", invariant_section(d)),
+        ("setup", "Configuration and versions", setup_section(d)),
+    ]
