@@ -131,3 +131,18 @@ def test_bad_inputs(text_corpus, tmp_path):
     with pytest.raises(HeadsurgeonError, match="not empty"):
         operate(_lm(), PLAN, out_dir=tmp_path / "e", config=_cfg(text_corpus), progress=False)
     assert (tmp_path / "e" / "notes.txt").read_text() == "someone else's work"
+
+
+def test_second_pass_starts_from_best_model_with_plan_from_its_diagnosis(text_corpus, tmp_path):
+    from headsurgeon.models import load_model
+    from headsurgeon.surgery import best_model_dir, next_pass_plan
+
+    first = operate(_lm(), PLAN, out_dir=tmp_path / "pass1", config=_cfg(text_corpus, max_steps=4), progress=False)
+    plan2 = next_pass_plan(first.run_dir, top=3)
+    assert "pass after pass1" in plan2.rules[0] and len(plan2.targets) == 3
+    second = operate(load_model(str(best_model_dir(first.run_dir))), plan2, out_dir=tmp_path / "pass2",
+                     config=_cfg(text_corpus, max_steps=4), progress=False)
+    assert second.invariant_held
+    # Pass 2's stock is pass 1's best model: same held-out perplexity as pass 1 recorded at its best step.
+    best_row = next(r for r in first.history if r["step"] == first.best["step"])
+    assert second.manifest["stock"]["heldout_ppl"] == pytest.approx(best_row["heldout_ppl"], rel=1e-4)

@@ -29,15 +29,12 @@ def register(app: typer.Typer) -> None:
         from headsurgeon.errors import HeadsurgeonError
         from headsurgeon.surgery import make_plan, parse_head, parse_range
 
-        path = diagnosis
-        if path.is_dir():
-            from headsurgeon.surgery.manifest import load_manifest
+        if diagnosis.is_dir():  # a surgery run: plan the next pass from its best model
+            from headsurgeon.surgery.passes import best_diagnosis
 
-            m = load_manifest(path)
-            best = m.get("best") or {}
-            rows = [r for r in m["history"] if r.get("step") == best.get("step")] or m["history"][-1:]
-            path = path / rows[-1]["diagnosis"]
-        diag = Diagnosis.load(path)
+            diag = best_diagnosis(diagnosis)
+        else:
+            diag = Diagnosis.load(diagnosis)
         L, H = diag.shape
         if not any([classes, band, top, head, extra_column]):
             raise HeadsurgeonError("no selection rule given; use --class bos_sink,dead, --top N, --band, --head or --extra-column")

@@ -2,11 +2,12 @@
 
 from .config import PRESETS, SurgeryConfig, preset
 from .operate import SurgeryResult, operate, verify_model_dir
+from .passes import best_diagnosis, best_model_dir, next_pass_plan
 from .plan import GQA_MODES, SurgeryPlan
 from .rules import make_plan, parse_head, parse_range
 from .slices import SurgicalSlices, surgical_regions
 
 __all__ = [
     "GQA_MODES", "PRESETS", "SurgeryConfig", "SurgeryPlan", "SurgeryResult", "SurgicalSlices",
-    "make_plan", "operate", "parse_head", "parse_range", "preset", "surgical_regions", "verify_model_dir",
+    "best_diagnosis", "best_model_dir", "make_plan", "next_pass_plan", "operate", "parse_head", "parse_range", "preset", "surgical_regions", "verify_model_dir",
 ]

@@ -1,0 +1,153 @@
+"""Surgical-slice training versus the paper's way (whole matrices + gradient masks), one run.
+
+    python benchmarks/surgery_vs_masked.py [--targets 20] [--steps 4] [--seq-len 256] [--batch-size 4] [--precision bf16]
+
+On the default model (SmolLM2-135M) with the ``--targets`` heads of highest BOS mass:
+
+* **surgical** — :class:`headsurgeon.surgery.SurgicalSlices`: only the target slices are
+  parameters; AdamW holds state for them alone;
+* **masked** — the paper's way: every Q/K/V/O weight matrix of a layer that holds a target is
+  trainable, gradient hooks zero everything outside the targets' slices, AdamW over the whole
+  matrices (no weight decay, so masked elements stay put).
+
+Both use the same re-initialised values, batches, precision (autocast) and gradient
+checkpointing. Each variant runs in its own process; after the model is loaded and one warm-up
+step is done, the resident high-water mark is reset and ``--steps`` optimizer steps are timed.
+Printed: median step time (wall and CPU), peak extra resident memory, trainable and
+optimizer-state element counts, and the ratios surgical / masked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from diagnose_vs_naive import _cpu_seconds, read_peak, reset_peak  # noqa: E402  (shared memory probes)
+
+VARIANTS = ("surgical", "masked")
+
+
+def build(variant: str, targets: int):
+    import torch
+
+    from headsurgeon.diagnosis import diagnose
+    from headsurgeon.models import load_model
+    from headsurgeon.surgery import SurgicalSlices, make_plan
+
+    loaded = load_model(None)
+    diag = diagnose(loaded, progress=False)
+    plan = make_plan(diag, top=targets)
+    slices = SurgicalSlices(loaded.adapter, plan, seed=0)
+    if variant == "surgical":
+        slices.install()
+        return loaded, slices.parameters(), plan
+    params = dict(loaded.model.named_parameters())
+    for p in params.values():
+        p.requires_grad_(False)
+    masks: dict[str, torch.Tensor] = {}
+    layers = {h.layer for h in plan.targets}
+    with torch.no_grad():
+        for region, value in zip(slices.regions, slices._values):
+            region.slice.view(params[region.slice.param].data).copy_(value)
+        for layer in layers:  # whole Q/K/V/O matrices of every touched layer, as in the paper
+            s = loaded.adapter.head_slices(layer, 0)
+            for sl in (s.q_weight, s.k_weight, s.v_weight, s.o_weight):
+                masks.setdefault(sl.param, torch.zeros_like(params[sl.param]))
+        for region in slices.regions:
+            if region.slice.param in masks:
+                region.slice.view(masks[region.slice.param]).fill_(1.0)
+    trainable = []
+    for name, mask in masks.items():
+        p = params[name]
+        p.requires_grad_(True)
+        p.register_hook(lambda g, m=mask: g * m)
+        trainable.append(p)
+    return loaded, trainable, plan
+
+
+def worker(variant: str, args, result_path: str) -> None:
+    import torch
+
+    loaded, params, plan = build(variant, args.targets)
+    model = loaded.model
+    model.config.use_cache = False
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0)
+    gen = torch.Generator().manual_seed(0)
+    dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
+
+    def step():
+        ids = torch.randint(0, model.config.vocab_size, (args.batch_size, args.seq_len), generator=gen)
+        with torch.autocast("cpu", dtype=dtype, enabled=args.precision == "bf16"):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    step()  # warm-up: allocates optimizer state
+    base, method = reset_peak()
+    wall, cpu = [], []
+    for _ in range(args.steps):
+        t0, c0 = time.perf_counter(), _cpu_seconds()
+        step()
+        wall.append(time.perf_counter() - t0)
+        cpu.append(_cpu_seconds() - c0)
+    peak = read_peak(method) - base
+    state = sum(t.numel() for s in opt.state.values() for t in s.values() if torch.is_tensor(t) and t.ndim > 0)
+    Path(result_path).write_text(json.dumps({
+        "variant": variant,
+        "step_seconds": statistics.median(wall),
+        "step_cpu_seconds": statistics.median(cpu),
+        "peak_extra_mib": peak / 1024,
+        "trainable_elements": sum(p.numel() for p in params),
+        "optimizer_state_elements": state,
+        "targets": len(plan.targets),
+        "memory_method": method,
+    }))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--targets", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--seq-len", type=int, default=256)
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="bf16")
+    ap.add_argument("--worker", choices=VARIANTS)
+    ap.add_argument("--result")
+    args = ap.parse_args()
+    if args.worker:
+        worker(args.worker, args, args.result)
+        return
+    results = {}
+    for variant in VARIANTS:
+        with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
+            out = fh.name
+        cmd = [sys.executable, __file__, "--worker", variant, "--result", out, "--targets", str(args.targets), "--steps", str(args.steps),
+               "--seq-len", str(args.seq_len), "--batch-size", str(args.batch_size), "--precision", args.precision]
+        subprocess.run(cmd, check=True)
+        results[variant] = json.loads(Path(out).read_text())
+    s, m = results["surgical"], results["masked"]
+    print(f"SmolLM2-135M, {s['targets']} target heads, {args.steps} steps of {args.batch_size}x{args.seq_len} tokens, {args.precision}, gradient checkpointing")
+    print(f"{'':28}{'surgical':>14}{'masked (paper)':>16}{'ratio':>8}")
+    for key, label in (("step_seconds", "step time, wall (s)"), ("step_cpu_seconds", "step time, CPU (s)"),
+                       ("peak_extra_mib", "peak extra memory (MiB)"), ("trainable_elements", "trainable elements"),
+                       ("optimizer_state_elements", "optimizer state elements")):
+        ratio = s[key] / m[key] if m[key] else float("nan")
+        print(f"{label:28}{s[key]:>14.3f}{m[key]:>16.3f}{ratio:>8.3f}" if isinstance(s[key], float) else f"{label:28}{s[key]:>14}{m[key]:>16}{ratio:>8.3f}")
+    print(f"optimizer state == surgical parameter count: {s['optimizer_state_elements'] == 2 * s['trainable_elements']} "
+          f"(AdamW keeps 2 moments per element: {s['optimizer_state_elements']} = 2 x {s['trainable_elements']})")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

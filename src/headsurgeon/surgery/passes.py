@@ -1,0 +1,40 @@
+"""Multi-pass surgery: a second pass starts from the first pass's best model with a plan built
+from that model's own diagnosis (the paper's pass 2 fixed the heads pass 1 left collapsed, and
+the two it had made collapse)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from headsurgeon.diagnosis import Diagnosis
+from headsurgeon.errors import HeadsurgeonError
+
+from .manifest import load_manifest
+from .plan import SurgeryPlan
+from .rules import make_plan
+
+
+def best_diagnosis(run_dir: str | Path) -> Diagnosis:
+    """The diagnosis recorded at the run's best step (its last evaluation if there is no best)."""
+    run_dir = Path(run_dir)
+    m = load_manifest(run_dir)
+    best = m.get("best") or {}
+    rows = [r for r in m["history"] if r.get("step") == best.get("step") and r.get("diagnosis")]
+    rows = rows or [r for r in m["history"] if r.get("diagnosis")][-1:]
+    if not rows:
+        raise HeadsurgeonError(f"{run_dir} recorded no diagnoses (diagnose_every_eval was off); run `headsurgeon diagnose` on its best model")
+    return Diagnosis.load(run_dir / rows[-1]["diagnosis"])
+
+
+def best_model_dir(run_dir: str | Path) -> Path:
+    path = Path(run_dir) / "models" / "best"
+    if not (path / "config.json").is_file():
+        raise HeadsurgeonError(f"{run_dir} has no best model yet; let the run reach its first evaluation")
+    return path
+
+
+def next_pass_plan(run_dir: str | Path, **rules) -> SurgeryPlan:
+    """A plan for the next pass, from the best model's diagnosis; ``rules`` as for :func:`make_plan`."""
+    plan = make_plan(best_diagnosis(run_dir), **rules)
+    plan.rules.insert(0, f"pass after {Path(run_dir).name}: rules applied to its best model's diagnosis")
+    return plan
