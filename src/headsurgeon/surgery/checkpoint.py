@@ -81,7 +81,10 @@ def save_model(model, tokenizer, state_dict: dict[str, torch.Tensor], target: Pa
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".tmp-{target.name}-"))
     try:
-        model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+        from headsurgeon.models.loading import _transformers_progress
+
+        with _transformers_progress(False):  # one "Writing model shards" bar per checkpoint is noise
+            model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         write_json(tmp / "headsurgeon-surgery.json", record)
