@@ -6,6 +6,8 @@ JSON beside it lacks.
 
 from __future__ import annotations
 
+import re
+
 from headsurgeon.evaluation.drift import ZONE_LABELS, ZONES
 from headsurgeon.evaluation.trajectory import SET_LABELS
 
@@ -158,13 +160,22 @@ def columns_section(d: dict, figs: dict) -> str:
             + table(headers, rows, numeric=set(range(1, len(headers)))))
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def visible(text: str) -> str:
+    """Generated text as shown in HTML: line breaks normalised, control characters (which HTML
+    forbids and random models emit) replaced by U+FFFD. report.json keeps the raw text."""
+    return _CONTROL.sub("\ufffd", text.replace("\r\n", "\n").replace("\r", "\n"))
+
+
 def generations_section(d: dict) -> str:
     g = d["generations"]
     if "skipped" in g:
         return f"<p class='muted'>Generations: {esc(g['skipped'])}.</p>"
     labels = list(g["texts"])
     s = g["settings"]
-    rows = [[f"<pre class='gen'>{esc(p)}</pre>"] + [f"<pre class='gen'>{esc(g['texts'][k][i])}</pre>" for k in labels]
+    rows = [[f"<pre class='gen'>{esc(visible(p))}</pre>"] + [f"<pre class='gen'>{esc(visible(g['texts'][k][i]))}</pre>" for k in labels]
             for i, p in enumerate(g["prompts"])]
     return (f"<p>Sampled with seed {s['seed']} (+ prompt index; the same for every checkpoint), temperature {s['temperature']}, "
             f"top-p {s['top_p']}, up to {s['max_new_tokens']} new tokens, with plain <code>transformers</code> "
