@@ -50,6 +50,7 @@ def test_causal(attention):
     assert not torch.allclose(m(x)[:, 9:], m(y)[:, 9:])
 
 
+@torch.no_grad()
 def test_relu_attention_matches_direct_computation():
     """relu(q.k / sqrt(D)) / (number of visible keys), written out with loops."""
     m = _model(attention="relu", n_layers=1, n_heads=2, mlp=False, layer_norm=False)
@@ -58,7 +59,6 @@ def test_relu_attention_matches_direct_computation():
         m.blocks[0].attn.wk.weight.normal_(std=0.5)
     x = torch.randint(0, 12, (2, 16))
     _, tr = m.run_with_trace(x)
-    torch.set_grad_enabled(False)  # restored at the end of the test
     h = m.tok(x) + m.pos(torch.arange(16))
     att = m.blocks[0].attn
     d = 16
@@ -81,7 +81,6 @@ def test_relu_attention_matches_direct_computation():
     assert n_pos > 50 and n_neg > 50  # both branches of the relu were exercised
     expected = h + out.reshape(2, 16, 32) @ att.wo.weight.T
     assert torch.allclose(tr.residuals[1], expected, atol=1e-5)
-    torch.set_grad_enabled(True)
 
 
 def test_attention_functions_directly():

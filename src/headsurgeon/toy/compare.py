@@ -2,7 +2,8 @@
 
 The variants isolate the two causes the paper names: ``relu`` swaps only the attention
 normalisation (softmax -> relu(scores)/n_visible), ``sgd`` swaps only the optimiser (AdamW ->
-SGD with momentum at ``sgd_lr``, since SGD needs a much larger rate to move at all). Task,
+SGD with momentum at ``sgd_lr``, since SGD needs a much larger rate to move at all, and the
+weight decay rescaled to the same per-step shrink). Task,
 seed, model size, steps and evaluation batch are shared, so differences are the variant's.
 """
 
@@ -27,7 +28,10 @@ def variant_config(base: ToyConfig, name: str) -> ToyConfig:
     if name == "relu-adamw":
         return base.replace(attention="relu", optimizer="adamw")
     if name == "softmax-sgd":
-        return base.replace(attention="softmax", optimizer="sgd", lr=base.sgd_lr)
+        # torch's SGD weight decay is coupled (shrink lr * wd per step), AdamW's is decoupled
+        # (also lr * wd): rescale so both shrink the weights by the same factor per step.
+        wd = base.weight_decay * base.lr / base.sgd_lr if base.optimizer == "adamw" else base.weight_decay
+        return base.replace(attention="softmax", optimizer="sgd", lr=base.sgd_lr, weight_decay=wd)
     raise HeadsurgeonError(f"unknown toy variant {name!r}; choose from {', '.join(VARIANTS)}")
 
 

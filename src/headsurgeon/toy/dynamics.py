@@ -84,18 +84,23 @@ def measure(model: ToyTransformer, x: torch.Tensor, task: BigramBackcopy) -> dic
     return out
 
 
+def _ratio(a: float, b: float) -> float:
+    return a / b if b > 0 else float("nan")
+
+
 @dataclass(frozen=True)
 class Thresholds:
     """When a number counts as the phenomenon. Deliberately plain, stated in every summary."""
 
     sink: float = 0.5  # mean BOS weight at non-trigger positions above this = sink
     copy: float = 0.5  # mean weight on the copy source at trigger positions above this
-    drain: float = 0.5  # BOS value norm below this fraction of the others' = drain
+    drain: float = 0.25  # BOS value norm below this fraction of the others' = drain
     peak: float = 2.0  # BOS residual norm above this multiple of the others' = peak
 
 
 def summarize(row: dict[str, float], n_layers: int, thresholds: Thresholds = Thresholds()) -> dict:
-    """Headline numbers of one measurement row, with yes/no verdicts at ``thresholds``.
+    """Headline numbers of one measurement row (``train`` passes the mean of the rows logged
+    in the last 10% of steps), with yes/no verdicts at ``thresholds``.
 
     The "copy head" is the head with the largest copy attention at trigger positions: the one
     that does the task, so the one whose sink and drain matter. The peak is the largest
@@ -104,9 +109,10 @@ def summarize(row: dict[str, float], n_layers: int, thresholds: Thresholds = Thr
     heads = [key.split(".")[0] for key in row if key.endswith(".copy_attn_trigger")]
     copy_head = max(heads, key=lambda h: row[f"{h}.copy_attn_trigger"])
     k = copy_head + "."
-    ratios = {l: row[f"res{l}.norm_bos"] / row[f"res{l}.norm_other"] for l in range(1, n_layers + 1)}
-    peak_layer = max(ratios, key=ratios.get)
-    drain_ratio = row[k + "value_norm_bos"] / row[k + "value_norm_other"]
+    ratios = {l: _ratio(row[f"res{l}.norm_bos"], row[f"res{l}.norm_other"])
+              for l in range(1, n_layers + 1)}
+    peak_layer = max(ratios, key=lambda l: -1.0 if ratios[l] != ratios[l] else ratios[l])
+    drain_ratio = _ratio(row[k + "value_norm_bos"], row[k + "value_norm_other"])
     s = {
         "copy_head": copy_head,
         "loss_trigger": row["loss_trigger"],

@@ -43,7 +43,8 @@ def _panels(axes, run, *, with_titles: bool = True) -> None:
     ax.plot(steps, d[k + "copy_attn_trigger"], label="on copy source, trigger",
             color="tab:red", linestyle="--")
     ax.set_ylabel("attention weight")
-    ax.set_ylim(-0.03, 1.03)
+    top = max([1.0] + [v for v in d[k + "copy_attn_trigger"] if v == v])  # ReLU rows can exceed 1
+    ax.set_ylim(-0.03, max(1.03, ax.get_ylim()[1], 1.03 * top))
     ax = axes[2]
     ax.plot(steps, d[k + "bos_logit_gap"], color="tab:purple", label="BOS - mean other")
     ax.axhline(0, color="black", linewidth=0.5)

@@ -131,9 +131,20 @@ def _train(config, task, progress, thresholds, label, on_log) -> ToyRunResult:
         "wall_s": wall,
         "threads": torch.get_num_threads(),
     }
-    summary = summarize(row, config.n_layers, thresholds)
+    summary = summarize(tail_mean(columns, config.steps), config.n_layers, thresholds)
     return ToyRunResult(config=config, task=task.describe(), dynamics=columns, summary=summary,
                         timing=timing, model=model)
+
+
+def tail_mean(columns: dict[str, list[float]], steps: int, fraction: float = 0.1) -> dict:
+    """Mean of every metric over the rows logged in the last ``fraction`` of training.
+
+    One logged row is one eval batch at one step, and attention/norm ratios jitter from step
+    to step (by +-0.1 on the tiny preset); averaging the tail gives the end state of a run.
+    """
+    keep = [i for i, s in enumerate(columns["step"]) if s >= steps * (1 - fraction)]
+    keep = keep or [len(columns["step"]) - 1]
+    return {k: sum(v[i] for i in keep) / len(keep) for k, v in columns.items() if k != "step"}
 
 
 def save(result: ToyRunResult, out_dir: str | Path) -> dict[str, str]:
