@@ -10,14 +10,31 @@ whose ALiBi slopes are interleaved).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
-import torch
 
-# Never let a test wait on the network: the hub is unreachable here and must stay so in CI.
+# This conftest also applies to the sub-folders' tests: keep global side effects harmless.
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-torch.set_num_threads(1)  # tiny models: threads only add overhead on a shared 2-core machine
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread_for_tiny_models(request):
+    """Tiny models in this folder run on one thread: on a shared 2-core machine a second
+    OpenMP thread only spins (it tripled the CPU time of these tests under load). Only the
+    modules next to this file are affected; sub-folders keep their own settings."""
+    if Path(str(request.module.__file__)).parent != Path(__file__).parent:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
 
 #: id -> (family, config overrides)
 FAMILY_CASES: dict[str, tuple[str, dict]] = {
@@ -43,15 +60,37 @@ def make_tiny(case: str, seed: int = 0, **overrides):
 
 @pytest.fixture(params=list(FAMILY_CASES), ids=list(FAMILY_CASES))
 def tiny(request):
-    """A fresh tiny LoadedModel, once per entry of ``FAMILY_CASES``."""
+    """A fresh tiny LoadedModel, once per entry of ``FAMILY_CASES`` (``.case``, ``.family``,
+    ``.overrides`` say which)."""
     loaded = make_tiny(request.param)
     loaded.case = request.param
+    loaded.family, loaded.overrides = FAMILY_CASES[request.param]
     return loaded
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny_factory():
+    """``make_tiny(case, seed=0, **overrides)``: test modules get it here rather than by
+    ``from conftest import``, which is ambiguous once sub-folders have their own conftest."""
     return make_tiny
+
+
+def save_opt(folder):
+    """A tiny OPT model (an architecture headsurgeon does not support) saved with a tokenizer."""
+    from transformers import OPTConfig, OPTForCausalLM
+
+    from headsurgeon.models.tiny import byte_tokenizer
+
+    cfg = OPTConfig(vocab_size=259, hidden_size=16, num_hidden_layers=1, ffn_dim=32, num_attention_heads=2,
+                    word_embed_proj_dim=16, max_position_embeddings=32)
+    OPTForCausalLM(cfg).save_pretrained(folder)
+    byte_tokenizer().save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def opt_saver():
+    return save_opt
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Family adapters: the slices they name are exactly the ones the forward pass uses.
 
-Two kinds of evidence, for every tiny family (``conftest.FAMILY_CASES``):
+Two kinds of evidence, for every tiny family (``FAMILY_CASES`` in ``conftest.py``):
 
 * marker values: write a distinct constant into every head's Q/K/V/O regions through
   ``TensorSlice.view`` and read it back; the regions of all heads tile the attention parameters
@@ -16,7 +16,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import FAMILY_CASES, make_tiny
 from headsurgeon.errors import UnsupportedArchitectureError
 from headsurgeon.models import adapter_for, supported_model_types, wrap_model
 
@@ -91,7 +90,7 @@ def changed(a: torch.Tensor, b: torch.Tensor) -> float:
 # ----- geometry ---------------------------------------------------------------------------
 def test_adapter_reports_config_geometry(tiny):
     a, cfg = tiny.adapter, tiny.model.config
-    family, kw = FAMILY_CASES[tiny.case]
+    family, kw = tiny.family, tiny.overrides
     assert a.num_layers == 2
     assert a.num_heads == kw.get("heads", 4)
     assert a.head_dim * a.num_heads == a.hidden_size == kw.get("hidden", 32)
@@ -104,8 +103,8 @@ def test_adapter_reports_config_geometry(tiny):
     assert a.describe()["num_kv_heads"] == expected_kv
 
 
-def test_gqa_cases_really_share_kv():
-    a = make_tiny("mistral-gqa3").adapter
+def test_gqa_cases_really_share_kv(tiny_factory):
+    a = tiny_factory("mistral-gqa3").adapter
     assert (a.num_heads, a.num_kv_heads, a.heads_per_group) == (6, 2, 3)
     assert [a.kv_group(h) for h in range(6)] == [0, 0, 0, 1, 1, 1]
     assert a.head_slices(1, 0).k_weight == a.head_slices(1, 2).k_weight != a.head_slices(1, 3).k_weight
@@ -330,10 +329,10 @@ def test_zeroing_o_slice_equals_zeroing_the_heads_input_segment(tiny):
 
 # ----- ALiBi ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("heads", [4, 6, 16])
-def test_bloom_alibi_slopes_match_the_library(heads):
+def test_bloom_alibi_slopes_match_the_library(heads, tiny_factory):
     from transformers.models.bloom.modeling_bloom import build_alibi_tensor
 
-    a = make_tiny("bloom", heads=heads, hidden=8 * heads).adapter
+    a = tiny_factory("bloom", heads=heads, hidden=8 * heads).adapter
     slopes = a.alibi_slopes()
     assert slopes.shape == (heads,)
     T = 7
@@ -341,21 +340,21 @@ def test_bloom_alibi_slopes_match_the_library(heads):
     torch.testing.assert_close(alibi[:, 0, :], slopes[:, None] * torch.arange(T, dtype=torch.float32))
 
 
-def test_bloom_alibi_known_values():
-    s16 = make_tiny("bloom", heads=16, hidden=128).adapter.alibi_slopes()
+def test_bloom_alibi_known_values(tiny_factory):
+    s16 = tiny_factory("bloom", heads=16, hidden=128).adapter.alibi_slopes()
     assert s16[0].item() == pytest.approx(2 ** -0.5, abs=1e-6)  # 0.7071: the steepest
     assert s16[15].item() == pytest.approx(2 ** -8, abs=1e-7)  # 0.0039: the gentlest
     assert torch.all(s16[1:] < s16[:-1])
     # 6 heads: 4 power-of-two slopes, then extra ones interleaved from the 8-head sequence
-    s6 = make_tiny("bloom-6heads").adapter.alibi_slopes()
+    s6 = tiny_factory("bloom-6heads").adapter.alibi_slopes()
     expected = [2 ** -2, 2 ** -4, 2 ** -6, 2 ** -8, 2 ** -1, 2 ** -3]
     torch.testing.assert_close(s6, torch.tensor(expected))
 
 
 @pytest.mark.parametrize("case", ["bloom", "bloom-6heads"])
-def test_alibi_slope_is_the_one_the_forward_pass_uses(case):
+def test_alibi_slope_is_the_one_the_forward_pass_uses(case, tiny_factory):
     """With head h's Q zeroed its scores are pure ALiBi, so log(A[t, j+1] / A[t, j]) = slope_h."""
-    loaded = make_tiny(case)
+    loaded = tiny_factory(case)
     a = loaded.adapter
     slopes = a.alibi_slopes()
     with torch.no_grad():
@@ -370,7 +369,7 @@ def test_alibi_slope_is_the_one_the_forward_pass_uses(case):
 
 
 def test_non_alibi_families_have_no_slopes(tiny):
-    if FAMILY_CASES[tiny.case][0] == "bloom":
+    if tiny.family == "bloom":
         assert tiny.adapter.alibi_slopes() is not None
     else:
         assert tiny.adapter.alibi_slopes() is None

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_tiny
 from headsurgeon.capture import AttentionBatch, check_attention_map, stream_attention
 from headsurgeon.diagnosis import collect_head_stats
 from headsurgeon.errors import CaptureError
@@ -137,10 +136,10 @@ def test_wrap_model_switches_to_eager(tiny_factory):
 
 
 @pytest.mark.parametrize("case", ["llama-gqa", "mistral-gqa3", "qwen2-gqa", "gpt2", "gpt_neox"])
-def test_sdpa_backend_fails_loudly(case):
+def test_sdpa_backend_fails_loudly(case, tiny_factory):
     """transformers 5.23 quietly returns ``None`` weights under SDPA (and an *empty* tuple for
     ``output_attentions=True``): capture must refuse, not report zeros."""
-    loaded = make_tiny(case)
+    loaded = tiny_factory(case)
     loaded.model.set_attn_implementation("sdpa")
     enc = encoded_prompts(loaded.tokenizer)
     with pytest.raises(CaptureError, match="returned no weights.*eager"):
@@ -157,9 +156,9 @@ def test_layer_bypassing_the_adapter_is_an_error(tiny_llama, monkeypatch):
 
 
 @pytest.mark.parametrize("case", ["llama-gqa", "bloom"])
-def test_bfloat16_models_are_measured_not_refused(case):
+def test_bfloat16_models_are_measured_not_refused(case, tiny_factory):
     """bf16 rounding moves row sums by a few 1e-3: that is precision, not a broken backend."""
-    loaded = make_tiny(case)
+    loaded = tiny_factory(case)
     enc = encode_prompts(loaded.tokenizer, [Prompt("long", "t", " ".join(TEXTS) * 4)])
     assert enc[0].length > 300
     fp32 = collect_head_stats(loaded, enc, progress=False)

@@ -1,8 +1,8 @@
 """``headsurgeon diagnose`` as a user runs it: a separate process, real exit codes and stderr.
 
 Every bad input of issue 2 must end in exit code 2 and exactly one stderr line ``error: ...``
-naming the problem, with no traceback. The processes are independent, so they are started all
-at once and awaited together (each pays ~3 s of torch/transformers import).
+naming the problem, with no traceback. The processes are independent, so they run side by side,
+one per core (each pays ~3 s of torch/transformers import).
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import make_tiny
 
 BAD_INPUT = {
     # case: (argv after `diagnose` with {placeholders}, expected words in the error line)
@@ -29,14 +29,12 @@ BAD_INPUT = {
 HAPPY = ["--model", "{llama}", "--prompts", "{good}", "--out", "{tmp}/out"]
 
 
-def _inputs(tmp) -> dict[str, str]:
-    from test_loading import _save_opt
-
-    llama = make_tiny("llama-gqa")
+def _inputs(tmp, tiny_factory, opt_saver) -> dict[str, str]:
+    llama = tiny_factory("llama-gqa")
     (tmp / "llama").mkdir()
     llama.model.save_pretrained(tmp / "llama")
     llama.tokenizer.save_pretrained(tmp / "llama")
-    _save_opt(tmp / "opt")
+    opt_saver(tmp / "opt")
     (tmp / "empty.txt").write_text("\n\n  \n")
     (tmp / "binary.txt").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00\x81")
     (tmp / "short.txt").write_text("A prompt that is long enough.\n\nx\n")
@@ -50,10 +48,10 @@ def _inputs(tmp) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def cli_runs(tmp_path_factory):
+def cli_runs(tmp_path_factory, tiny_factory, opt_saver):
     """Run every case in its own ``python -m headsurgeon.cli.main`` process, concurrently."""
     tmp = tmp_path_factory.mktemp("cli")
-    values = _inputs(tmp)
+    values = _inputs(tmp, tiny_factory, opt_saver)
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
     cases = {}
     for name, (argv, _) in BAD_INPUT.items():
@@ -61,15 +59,19 @@ def cli_runs(tmp_path_factory):
         if "--out" not in argv:
             cases[name] += ["--out", f"{tmp}/out-{name}"]
     cases["happy"] = [a.format(**values) for a in HAPPY]  # with progress bars, as a user runs it
-    procs = {
-        name: subprocess.Popen([sys.executable, "-m", "headsurgeon.cli.main", "diagnose", *argv], cwd=tmp, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for name, argv in cases.items()
-    }
-    results = {}
-    for name, p in procs.items():
-        out, err = p.communicate(timeout=300)
-        results[name] = (p.returncode, out, err)
+
+    def start(name: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "headsurgeon.cli.main", "diagnose", *cases[name]], cwd=tmp,
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    # as many at a time as there are cores: more only makes them fight over the caches
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+        def run(name: str):
+            p = start(name)
+            out, err = p.communicate(timeout=300)
+            return name, (p.returncode, out, err)
+
+        results = dict(pool.map(run, cases))
     return results, tmp
 
 

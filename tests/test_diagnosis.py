@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_tiny
 from headsurgeon import HeadsurgeonError, diagnose
 from headsurgeon.capture import AttentionBatch
 from headsurgeon.diagnosis import BOS_SINK, DEAD, HEALTHY, LOW_ENTROPY, Diagnosis, Thresholds, classify
@@ -179,8 +178,8 @@ def test_alibi_reading_says_gentler_slopes_sink_when_they_do():
 PROMPTS = ["The cat sat on the mat and looked at the door.", "for i in range(10):\n    print(i * i)", "x = 1"]
 
 
-def test_diagnose_tiny_model_end_to_end(tmp_path):
-    loaded = make_tiny("bloom")
+def test_diagnose_tiny_model_end_to_end(tmp_path, tiny_factory):
+    loaded = tiny_factory("bloom")
     d = diagnose(loaded, prompts=PROMPTS, out_dir=tmp_path, progress=False)
     assert d.shape == (2, 4) and d.per_prompt["bos_mass"].shape == (3, 2, 4)
     assert sum(d.counts().values()) == 8
@@ -200,22 +199,22 @@ def test_diagnose_tiny_model_end_to_end(tmp_path):
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, (name, len(data))
 
 
-def test_alibi_section_only_for_alibi_models():
-    d = diagnose(make_tiny("llama-gqa"), prompts=PROMPTS, progress=False)
+def test_alibi_section_only_for_alibi_models(tiny_factory):
+    d = diagnose(tiny_factory("llama-gqa"), prompts=PROMPTS, progress=False)
     assert d.alibi is None
     assert d.prompts[0]["first_token"] == "<bos>"  # tiny Llama tokenizer adds one
 
 
-def test_include_first_query_is_recorded_and_raises_bos_mass():
-    loaded = make_tiny("gpt2")
+def test_include_first_query_is_recorded_and_raises_bos_mass(tiny_factory):
+    loaded = tiny_factory("gpt2")
     excl = diagnose(loaded, prompts=PROMPTS, progress=False)
     incl = diagnose(loaded, prompts=PROMPTS, include_first_query=True, progress=False)
     assert incl.settings["include_first_query"] is True
     assert (incl.per_prompt["bos_mass"] > excl.per_prompt["bos_mass"]).all()
 
 
-def test_bad_options_are_user_errors(tmp_path):
-    loaded = make_tiny("gpt2")
+def test_bad_options_are_user_errors(tmp_path, tiny_factory):
+    loaded = tiny_factory("gpt2")
     with pytest.raises(HeadsurgeonError, match="batch-size"):
         diagnose(loaded, prompts=PROMPTS, batch_size=0, progress=False)
     with pytest.raises(HeadsurgeonError, match="empty"):
@@ -228,8 +227,8 @@ def test_bad_options_are_user_errors(tmp_path):
         diagnose(loaded, prompts=PROMPTS, out_dir=blocker / "sub", progress=False)
 
 
-def test_json_round_trip(tmp_path):
-    d = diagnose(make_tiny("qwen2-gqa"), prompts=PROMPTS, progress=False)
+def test_json_round_trip(tmp_path, tiny_factory):
+    d = diagnose(tiny_factory("qwen2-gqa"), prompts=PROMPTS, progress=False)
     path = d.save(tmp_path / "d.json")
     back = Diagnosis.load(path)
     for m in ("bos_mass", "entropy", "local_mass"):
@@ -269,9 +268,9 @@ def test_loading_rejects_foreign_documents(tmp_path):
         assert "\n" not in str(info.value), name
 
 
-def test_every_json_key_is_documented(tmp_path):
+def test_every_json_key_is_documented(tmp_path, tiny_factory):
     """docs/schema.md documents every key diagnosis.json carries (keeps the doc honest)."""
-    d = diagnose(make_tiny("bloom"), prompts=PROMPTS, progress=False)
+    d = diagnose(tiny_factory("bloom"), prompts=PROMPTS, progress=False)
     doc = d.to_dict()
     documented = set(re.findall(r"`([a-z_0-9.\[\]]+)`", (DOCS / "schema.md").read_text()))
 

@@ -7,7 +7,6 @@ import time
 import pytest
 import torch
 
-from conftest import make_tiny
 from headsurgeon.errors import HeadsurgeonError, UnsupportedArchitectureError
 from headsurgeon.models import load_model
 from headsurgeon.models.loading import looks_like_hub_id
@@ -66,10 +65,10 @@ def test_offline_env_var_is_honoured(monkeypatch):
         load_model("someorg/another-model")
 
 
-def test_saved_tiny_model_loads_through_load_model(saved_tiny):
+def test_saved_tiny_model_loads_through_load_model(saved_tiny, tiny_factory):
     folder = saved_tiny("llama-gqa")
     loaded = load_model(str(folder), progress=False)
-    original = make_tiny("llama-gqa")
+    original = tiny_factory("llama-gqa")
     assert loaded.adapter.family == "llama" and loaded.adapter.num_kv_heads == 2
     assert loaded.name == folder.name and loaded.source == str(folder)
     assert loaded.model.config._attn_implementation == "eager"  # weights per head are available
@@ -86,20 +85,8 @@ def test_saved_bloom_loads_too(saved_tiny):
     assert loaded.adapter.family == "bloom" and loaded.adapter.alibi_slopes() is not None
 
 
-def _save_opt(folder):
-    from transformers import OPTConfig, OPTForCausalLM
-
-    from headsurgeon.models.tiny import byte_tokenizer
-
-    cfg = OPTConfig(vocab_size=259, hidden_size=16, num_hidden_layers=1, ffn_dim=32, num_attention_heads=2,
-                    word_embed_proj_dim=16, max_position_embeddings=32)
-    OPTForCausalLM(cfg).save_pretrained(folder)
-    byte_tokenizer().save_pretrained(folder)
-    return folder
-
-
-def test_unsupported_architecture_folder(tmp_path):
-    folder = _save_opt(tmp_path / "opt")
+def test_unsupported_architecture_folder(tmp_path, opt_saver):
+    folder = opt_saver(tmp_path / "opt")
     with pytest.raises(UnsupportedArchitectureError) as info:
         load_model(str(folder))
     msg = one_line(info)
