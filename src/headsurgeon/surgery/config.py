@@ -76,7 +76,7 @@ class SurgeryConfig:
 PRESETS: dict[str, SurgeryConfig] = {
     "paper": SurgeryConfig(),
     # Measured on SmolLM2-135M, 2 CPU cores (README "Surgery on the default model").
-    "cpu": SurgeryConfig(seq_len=256, batch_size=4, grad_accum=2, lr=1e-3, max_steps=300, eval_every=50, eval_sequences=16),
+    "cpu": SurgeryConfig(seq_len=128, batch_size=4, grad_accum=1, lr=1e-3, max_steps=200, eval_every=25, eval_sequences=16),
     # Seconds, for tests and trying the pipeline on tiny models.
     "tiny": SurgeryConfig(
         seq_len=32, batch_size=2, grad_accum=2, lr=1e-2, max_steps=12, eval_every=4, eval_sequences=4,
