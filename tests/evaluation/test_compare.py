@@ -44,7 +44,11 @@ def test_recoveries_and_iatrogenic_collapses():
         ("L1H2", "outside_zone", "bos_sink", "healthy"),
         ("L2H0", "targets", "dead", "healthy"),
     ]
-    assert rec[0]["bos_before"] == 58 * S and rec[0]["bos_after"] == 12 * S
+    assert rec[0]["bos_before"] == 58 * S and rec[0]["bos_after"] == 12 * S and rec[0]["delta"] == -46 * S
+    assert all(r["drifting"] for r in rec + iat)
+    # a borderline crossing: L1H2 recovers with a move of 14/64, which a 0.25 threshold does not call drift
+    rec_wide, _ = compare([diag(BEFORE), diag(AFTER)], zone=PLAN, drift_threshold=0.25).transitions()
+    assert [(r["head"], r["drifting"]) for r in rec_wide] == [("L1H0", True), ("L1H2", False), ("L2H0", True)]
     assert [(r["head"], r["zone"], r["before"], r["after"]) for r in iat] == [("L2H2", "outside_zone", "healthy", "bos_sink")]
     # a low-entropy head (L0H0) is not collapsed: staying low-entropy is no transition
 
@@ -57,6 +61,7 @@ def test_column_table_leaves_targets_out_and_tracks_the_trend():
     assert [r["mean_abs_delta"] for r in cols] == [[0.0, 0.0], [round(4 / 3 * S, 6), 12 / 3 * S], [6 * S, 6 * S], [S, S]]
     assert [r["drifting"] for r in cols] == [[0, 0], [1, 2], [2, 2], [0, 0]]
     assert cols[1]["change"] == pytest.approx(8 / 3 * S, abs=1e-6) and cols[2]["change"] == 0.0
+    assert all(r["change"] is None for r in compare([diag(BEFORE), diag(AFTER)], zone=PLAN).columns())  # one later input: no trend
 
 
 def test_trajectory_separates_early_global_from_late_in_zone_drift():

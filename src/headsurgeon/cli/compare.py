@@ -28,9 +28,14 @@ def print_comparison(c) -> None:
         t.add_row(ZONE_LABELS[z], str(v["heads"]), str(v["drifting"]), f"{v['mean_abs_delta']:.4f}", f"{v['mean_delta']:+.4f}", f"{v['max_abs_delta']:.4f}")
     console.print(t)
     rec, iat = c.transitions()
-    fmt = lambda rows: ", ".join(f"{r['head']} ({r['zone'].replace('_', ' ')}: {r['bos_before']:.2f}->{r['bos_after']:.2f})" for r in rows) or "none"  # noqa: E731
-    console.print(f"recoveries (collapsed -> not collapsed): {len(rec)}: {fmt(rec)}")
-    console.print(f"iatrogenic collapses (not collapsed -> collapsed): {len(iat)}: {fmt(iat)}")
+    for title, rows in (("recoveries (collapsed -> not collapsed)", rec), ("iatrogenic collapses (not collapsed -> collapsed)", iat)):
+        small = sum(not r["drifting"] for r in rows)
+        console.print(f"[bold]{title}[/bold]: {len(rows)}" + (f", {small} borderline (moved less than {c.threshold:g})" if small else ""))
+        for z in ("targets", "frozen_in_zone", "outside_zone"):
+            mine = [r for r in rows if r["zone"] == z]
+            if mine:
+                listed = ", ".join(f"{r['head']} {r['bos_before']:.2f}->{r['bos_after']:.2f}{'' if r['drifting'] else ' (borderline)'}" for r in mine)
+                console.print(f"  {ZONE_LABELS[z]} ({len(mine)}): {listed}")
     if len(c.labels) > 2:
         t = Table(title="Drift over the inputs (drifting heads / mean |delta| per zone)")
         t.add_column("input")

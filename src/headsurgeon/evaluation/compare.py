@@ -43,6 +43,7 @@ class Comparison:
     threshold: float = 0.05
     model: dict = field(default_factory=dict)
     zone_source: str | None = None
+    class_thresholds: dict = field(default_factory=lambda: {"sink": 0.5, "dead": 0.95, "low_entropy": 0.5})  # of the first input
     notes: list[str] = field(default_factory=list)
     created: str = field(default_factory=now_iso)
 
@@ -78,7 +79,7 @@ class Comparison:
     def transitions(self, i: int = -1) -> tuple[list[dict], list[dict]]:
         """``(recoveries, iatrogenic collapses)`` from the first input to input ``i``."""
         j = self._index(i)
-        return transitions(self.bos_mass[0], self.classes[0], self.bos_mass[j], self.classes[j], self.masks)
+        return transitions(self.bos_mass[0], self.classes[0], self.bos_mass[j], self.classes[j], self.masks, self.threshold)
 
     def per_head(self, i: int = -1) -> list[dict]:
         """Every head: zone, BOS mass before and after, delta, classes, drifting or not."""
@@ -110,7 +111,8 @@ class Comparison:
                 "targets": int(self.masks["targets"][:, h].sum()),
                 "mean_abs_delta": means,
                 "drifting": [int(m[2][h]) for m in per_input],
-                "change": None if means[0] is None else round(means[-1] - means[0], 6),
+                # first to last of the later inputs; undefined with only one of them
+                "change": None if len(means) < 2 or means[0] is None else round(means[-1] - means[0], 6),
             })
         return rows
 
@@ -151,7 +153,7 @@ class Comparison:
         return {
             "schema_version": SCHEMA_VERSION, "package_version": __version__, "kind": "comparison", "created": self.created,
             "model": self.model,
-            "settings": {"drift_threshold": self.threshold, "zone_source": self.zone_source},
+            "settings": {"drift_threshold": self.threshold, "zone_source": self.zone_source, "class_thresholds": self.class_thresholds},
             "notes": self.notes,
             "inputs": [{"label": lab, "source": src, "step": st, "counts": _counts(self.classes[k])}
                        for k, (lab, src, st) in enumerate(zip(self.labels, self.sources, self.steps))],
@@ -178,6 +180,7 @@ class Comparison:
             bos_mass=np.asarray(doc["bos_mass"], dtype=float), classes=np.asarray(doc["classes"], dtype=object),
             targets=[parse_head(h) for h in doc["zone"]["targets"]], frozen_in_zone=[parse_head(h) for h in doc["zone"]["frozen_in_zone"]],
             threshold=doc["settings"]["drift_threshold"], model=doc.get("model", {}), zone_source=doc["settings"].get("zone_source"),
+            class_thresholds=doc["settings"].get("class_thresholds", {"sink": 0.5, "dead": 0.95, "low_entropy": 0.5}),
             notes=list(doc.get("notes", [])), created=doc.get("created", ""),
         )
 
@@ -253,5 +256,6 @@ def compare(
         bos_mass=np.stack([p.diagnosis.bos_mass for p in points]),
         classes=np.stack([p.diagnosis.classes for p in points]).astype(object),
         targets=list(plan.targets) if plan else [], frozen_in_zone=list(plan.frozen_in_zone) if plan else [],
-        threshold=float(drift_threshold), model=points[0].diagnosis.model, zone_source=source, notes=_notes(points),
+        threshold=float(drift_threshold), model=points[0].diagnosis.model, zone_source=source,
+        class_thresholds=dict(points[0].diagnosis.settings["thresholds"]), notes=_notes(points),
     )

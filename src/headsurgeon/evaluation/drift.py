@@ -61,9 +61,15 @@ def zone_stats(delta: np.ndarray, mask: np.ndarray, threshold: float) -> dict:
 
 
 def transitions(
-    before_bos: np.ndarray, before_cls: np.ndarray, after_bos: np.ndarray, after_cls: np.ndarray, masks: dict[str, np.ndarray]
+    before_bos: np.ndarray, before_cls: np.ndarray, after_bos: np.ndarray, after_cls: np.ndarray, masks: dict[str, np.ndarray],
+    threshold: float,
 ) -> tuple[list[dict], list[dict]]:
-    """``(recoveries, iatrogenic collapses)`` between two diagnoses, in layer/head order."""
+    """``(recoveries, iatrogenic collapses)`` between two diagnoses, in layer/head order.
+
+    Each row says whether the head also *drifted* (``|delta| > threshold``): a head sitting at
+    the sink threshold can change class on a tiny move, and such a borderline crossing is not
+    the same finding as a head that really woke up or collapsed.
+    """
     was = np.isin(before_cls, COLLAPSED)
     now = np.isin(after_cls, COLLAPSED)
 
@@ -76,6 +82,8 @@ def transitions(
                 "after": str(after_cls[l, h]),
                 "bos_before": round(float(before_bos[l, h]), 6),
                 "bos_after": round(float(after_bos[l, h]), 6),
+                "delta": round(float(after_bos[l, h] - before_bos[l, h]), 6),
+                "drifting": bool(abs(after_bos[l, h] - before_bos[l, h]) > threshold),
             }
             for l, h in zip(*np.nonzero(sel))
         ]

@@ -182,9 +182,10 @@ def histogram_figure(c: Comparison, i: int = -1):
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     histogram_axes(ax, c.bos_mass[0], c.labels[0], color="tab:grey", alpha=0.6)
     histogram_axes(ax, c.bos_mass[i], c.labels[i], color="tab:orange", alpha=0.6)
-    ax.axvline(0.5, color="grey", ls="--", lw=1)
-    ax.axvline(0.95, color="black", ls="--", lw=1)
-    ax.set_xlabel("BOS mass (dashed: sink 0.50 and DEAD 0.95 thresholds)")
+    t = c.class_thresholds
+    ax.axvline(t["sink"], color="grey", ls="--", lw=1)
+    ax.axvline(t["dead"], color="black", ls="--", lw=1)
+    ax.set_xlabel(f"BOS mass (dashed: sink {t['sink']:.2f} and DEAD {t['dead']:.2f} thresholds)")
     ax.set_ylabel("heads")
     ax.legend(fontsize=8)
     ax.set_title(f"BOS-mass distribution before and after ({c.bos_mass[0].size} heads)", fontsize=10)

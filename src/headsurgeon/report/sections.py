@@ -101,8 +101,16 @@ def _zone_rows(zones: dict) -> list[list]:
 
 
 def _transition_rows(rows: list[dict]) -> list[list]:
-    return [[esc(r["head"]), esc(ZONE_LABELS[r["zone"]]), esc(r["before"]), esc(r["after"]), num(r["bos_before"]), num(r["bos_after"])]
-            for r in rows]
+    return [[esc(r["head"]), esc(ZONE_LABELS[r["zone"]]), esc(r["before"]), esc(r["after"]), num(r["bos_before"]), num(r["bos_after"]),
+             num(r["delta"]), "" if r["drifting"] else "borderline (moved less than the drift threshold)"] for r in rows]
+
+
+def _transitions(title: str, rows: list[dict]) -> str:
+    heads_t = ["head", "zone", "class before", "class after", "BOS before", "BOS after", "delta", ""]
+    small = sum(not r["drifting"] for r in rows)
+    extra = f", {small} of them borderline" if small else ""
+    return (f"<h3>{esc(title)} ({len(rows)}{extra})</h3>"
+            + (table(heads_t, _transition_rows(rows), numeric={4, 5, 6}) if rows else "<p>none</p>"))
 
 
 def drift_section(d: dict, figs: dict) -> str:
@@ -111,7 +119,6 @@ def drift_section(d: dict, figs: dict) -> str:
         return ""
     f = comp["final"]
     thr = comp["settings"]["drift_threshold"]
-    heads_t = ["head", "zone", "class before", "class after", "BOS before", "BOS after"]
     drifters = "".join(
         f"<p><b>{esc(ZONE_LABELS[z])}</b>: " + (esc(", ".join(f"{h['head']} ({h['delta']:+.3f})" for h in v["drifting_heads"])) or "none") + "</p>"
         for z, v in f["zones"].items() if v["heads"])
@@ -120,10 +127,8 @@ def drift_section(d: dict, figs: dict) -> str:
             + table(["zone", "heads", "drifting", "share", "mean |delta|", "mean delta", "max |delta|"], _zone_rows(f["zones"]),
                     numeric={1, 2, 3, 4, 5, 6})
             + _fig(figs, "drift")
-            + f"<h3>Recoveries ({len(f['recoveries'])}): collapsed before, not collapsed after</h3>"
-            + (table(heads_t, _transition_rows(f["recoveries"]), numeric={4, 5}) if f["recoveries"] else "<p>none</p>")
-            + f"<h3>Iatrogenic collapses ({len(f['iatrogenic'])}): not collapsed before, collapsed after</h3>"
-            + (table(heads_t, _transition_rows(f["iatrogenic"]), numeric={4, 5}) if f["iatrogenic"] else "<p>none</p>")
+            + _transitions("Recoveries: collapsed before, not collapsed after", f["recoveries"])
+            + _transitions("Iatrogenic collapses: not collapsed before, collapsed after", f["iatrogenic"])
             + "<h3>Drifting heads, largest change first</h3>" + drifters)
 
 
