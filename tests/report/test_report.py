@@ -111,3 +111,29 @@ def test_cli_compare_and_report(tiny_run, tmp_path, capsys):
     assert "error: " in capsys.readouterr().err
     assert cli(["report", str(tmp_path)]) == 2
     assert "not a surgery run folder" in capsys.readouterr().err
+
+
+def test_report_of_hand_made_run_shows_known_numbers(tmp_path):
+    """No model at all (--fast): the drift numbers of tests/evaluation's hand-made run reach the page."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "evaluation"))
+    from eval_helpers import AFTER, BEFORE, MID, diag, fake_run
+
+    run = fake_run(tmp_path / "run", [diag(BEFORE), diag(BEFORE), diag(MID), diag(AFTER)])
+    rep = build_report(run, options=ReportOptions(generations=False, dormancy=False, ablation=False), progress=False)
+    z = rep.data["comparison"]["final"]["zones"]
+    assert (z["outside_zone"]["drifting"], z["outside_zone"]["mean_abs_delta"]) == (3, 25 / 512)
+    assert (z["frozen_in_zone"]["drifting"], z["frozen_in_zone"]["mean_abs_delta"]) == (1, 0.0625)
+    html = rep.html_path.read_text(encoding="utf-8")
+    assert "<td>outside the zone</td><td class=\"n\">8</td><td class=\"n\">3</td><td class=\"n\">37.5%</td><td class=\"n\">0.0488</td>" in html
+    assert "Recoveries: collapsed before, not collapsed after (3)" in html and "Iatrogenic collapses: not collapsed before, collapsed after (1)" in html
+    assert "<td>L2H2</td><td>outside the zone</td><td>healthy</td><td>bos_sink</td>" in html
+    # without a stock diagnosis there is no comparison, but still a report
+    m = json.loads((run / "manifest.json").read_text())
+    m["stock"].pop("diagnosis")
+    (run / "manifest.json").write_text(json.dumps(m))
+    rep = build_report(run, options=ReportOptions(generations=False, dormancy=False, ablation=False), progress=False)
+    assert rep.data["comparison"] is None and any("no stock diagnosis" in n for n in rep.data["notes"])
+    assert "fig-perplexity" in rep.html_path.read_text(encoding="utf-8")

@@ -98,9 +98,13 @@ def build_report(
     if not run.finished:
         notes.append(f"the run's status is '{run.manifest.get('status')}': this report shows its evaluations so far")
     traj = perplexity_trajectory(run.manifest)
-    comparison = compare([run.run_dir], drift_threshold=opts.drift_threshold) if run.evals else None
-    if comparison is None:
+    comparison = None
+    if not run.evals:
         notes.append("the run has no evaluation with a diagnosis yet: no drift comparison")
+    elif not (run.manifest.get("stock") or {}).get("diagnosis"):
+        notes.append("the run kept no stock diagnosis (diagnose_every_eval was off): no drift comparison and no ablation groups")
+    else:
+        comparison = compare([run.run_dir], drift_threshold=opts.drift_threshold)
     notes += comparison.notes if comparison else []
     if comparison is not None and not run.plan.frozen_in_zone:
         notes.append("the plan keeps no heads frozen inside its zone, so in-zone frozen drift (late local degradation) "
