@@ -93,6 +93,7 @@ def test_happy_path_writes_json_and_figures(cli_runs):
     assert code == 0, err
     assert "Traceback" not in err
     assert "Head classes" in out and "healthy" in out and "wrote" in out
+    assert "query 0 excluded" in " ".join(out.split()) and "'<bos>' x2" in out  # says what position 0 is
     folder = tmp / "out"
     doc = json.loads((folder / "diagnosis.json").read_text())
     assert doc["kind"] == "diagnosis" and doc["model"]["name"] == "llama"
