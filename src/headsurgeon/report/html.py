@@ -64,7 +64,15 @@ def table(headers: list[str], rows: list[list], *, numeric: set[int] | None = No
 
 
 def kv_table(d: dict) -> str:
-    return table(["key", "value"], [[esc(k), num(v) if isinstance(v, (int, float)) else esc(v)] for k, v in d.items()])
+    """Settings as given: floats in their shortest exact form (a learning rate of 5e-05 must not
+    read 0.0001)."""
+
+    def show(v) -> str:
+        if isinstance(v, float) and not isinstance(v, bool):
+            return esc(f"{v:g}" if abs(v) < 1e-3 or abs(v) >= 1e6 else repr(v))
+        return num(v) if isinstance(v, (int, bool)) else esc(v)
+
+    return table(["key", "value"], [[esc(k), show(v)] for k, v in d.items()])
 
 
 def figure(name: str, png: bytes, caption: str) -> str:
