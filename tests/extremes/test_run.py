@@ -116,3 +116,19 @@ def test_cli(tmp_path, saved_tiny):
     assert ExtremesResult.load(out / "extremes.json").parts == ["sinks", "drain", "peak", "dormancy"]
     assert cli(["extremes", "--model", str(folder), "--only", "bogus", "--out", str(out)]) == 2
     assert cli(["extremes", "--model", str(folder), "--head", "X", "--out", str(out)]) == 2
+
+
+def test_every_json_key_is_documented(full):
+    from pathlib import Path
+
+    res, out = full
+    doc = json.loads((out / "extremes.json").read_text())
+    page = (Path(__file__).resolve().parents[2] / "docs" / "extremes.md").read_text()
+    keys = set(doc) | set(doc["settings"]) | set(doc["options"]) | set(doc["per_prompt"]) | set(doc["dormancy"])
+    keys |= set(doc["drain"]) | set(doc["drain"]["first"]) | set(doc["peak"]) | set(doc["peak"]["first"])
+    keys |= set(doc["interventions"]) | set(doc["interventions"]["heads"][0]) | set(doc["domains"][0]) | set(doc["prompts"][0])
+    keys |= {k for layer in doc["massive_dims"]["first"] for d in layer for k in d}
+    if doc["dormancy"]["domain_dependent"]:
+        keys |= set(doc["dormancy"]["domain_dependent"][0])
+    missing = sorted(k for k in keys if f"`{k}`" not in page)
+    assert not missing, f"document these extremes.json keys in docs/extremes.md: {missing}"

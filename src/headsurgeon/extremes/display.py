@@ -108,20 +108,24 @@ def _dormancy(res: ExtremesResult, console: Console) -> None:
 def _interventions(res: ExtremesResult, console: Console) -> None:
     iv = res.interventions
     names = iv["domains"]
-    t = Table(title="Loss change per domain (nats/token): zero head / remove sink attention; * head dormant there")
-    t.add_column("head")
-    t.add_column("role")
+    thr = res.thresholds.dormant_threshold
+    t = Table(title="Loss change per domain (nats/token); * = the head is dormant on that domain")
+    for c in ("head", "role", "intervention"):
+        t.add_column(c)
     for d in names:
         t.add_column(d, justify="right")
-    t.add_row("(base loss)", "", *[f"{iv['base_loss'][d]:.3f}" for d in names])
-    thr = res.thresholds.dormant_threshold
+    t.add_row("(base loss)", "", "", *[f"{iv['base_loss'][d]:.3f}" for d in names])
+    labels = {"zero": "zero output", "remove_sink": "remove sink attn"}
     for r in iv["heads"]:
-        cells = [f"{r['zero'][d]:+.3f} / {r['remove_sink'][d]:+.3f}{'*' if r['activity'][d] > thr else ''}" for d in names]
-        t.add_row(r["head"], r["role"].replace("_", " "), *cells)
+        for k, kind in enumerate(iv["kinds"]):
+            cells = [f"{r[kind][d]:+.3f}{'*' if r['activity'][d] > thr else ''}" for d in names]
+            t.add_row(r["head"] if k == 0 else "", r["role"].replace("_", " ") if k == 0 else "", labels.get(kind, kind), *cells,
+                      end_section=k == len(iv["kinds"]) - 1)
     console.print(t)
     for kind, s in iv["summary"].items():
         console.print(
-            f"{kind}: mean change where dormant {_fmt(s['mean_delta_dormant'], '+.4f')}, where active {_fmt(s['mean_delta_active'], '+.4f')}; "
-            f"domain-dependent heads: dormant {_fmt(s['dependent_mean_delta_dormant'], '+.4f')}, active {_fmt(s['dependent_mean_delta_active'], '+.4f')}, "
-            f"larger when active: {s['dependent_heads_larger_when_active'] or '-'}; Spearman(activity metric, change) {_fmt(s['spearman_activity_vs_delta'], '+.2f')}"
+            f"{labels.get(kind, kind)}: mean change where dormant {_fmt(s['mean_delta_dormant'], '+.4f')}, where active {_fmt(s['mean_delta_active'], '+.4f')}; "
+            f"domain-dependent heads only: dormant {_fmt(s['dependent_mean_delta_dormant'], '+.4f')}, active {_fmt(s['dependent_mean_delta_active'], '+.4f')} "
+            f"(larger where active for {s['dependent_heads_larger_when_active'] or '-'} heads); "
+            f"Spearman(activity metric, change) {_fmt(s['spearman_activity_vs_delta'], '+.2f')} over {s['cells']} cells"
         )

@@ -74,6 +74,8 @@ def run_interventions(
     base = domain_loss(base_losses, doms, domain_names)
     rows = []
     bar = tqdm(total=len(heads) * len(KINDS), desc="interventions", unit="run", disable=not progress, leave=False)
+    was_training = loaded.model.training
+    loaded.model.eval()  # no dropout: the loss changes must come from the intervention alone
     try:
         for ref, role in heads:
             row = {"head": str(ref), "layer": ref.layer, "index": ref.head, "role": role,
@@ -86,6 +88,7 @@ def run_interventions(
             rows.append(row)
     finally:
         bar.close()
+        loaded.model.train(was_training)
     tokens = {d: int(sum(len(l) for l, dd in zip(base_losses, doms) if dd == d)) for d in domain_names}
     return {
         "kinds": list(KINDS),
