@@ -1,0 +1,147 @@
+"""The study as HTML: a self-contained fragment for the run report, and a standalone page.
+
+:func:`study_html_section` returns one ``<section>`` with its own scoped styles and the figures
+embedded as base64 PNGs, so the report can paste it anywhere; :func:`write_study_html` wraps it
+in a page (``headsurgeon study`` writes ``OUT/study.html``) and saves the PNGs beside it.
+"""
+
+from __future__ import annotations
+
+import base64
+from html import escape
+from pathlib import Path
+
+from headsurgeon.io import atomic_write_text
+
+from .aggregate import METRIC_LABELS
+from .figures import render_figures, save_figures
+from .result import StudyResult
+from .settings import ARM_LABELS, ARMS
+from .stats import HOLDS, REVERSED, Stats, Verdict
+
+_STYLE = """
+.hs-study{font-family:system-ui,sans-serif;font-size:14px;line-height:1.4;color:#222}
+.hs-study table{border-collapse:collapse;margin:.6em 0 1.2em}
+.hs-study th,.hs-study td{border:1px solid #ccc;padding:3px 7px;text-align:left;vertical-align:top}
+.hs-study th{background:#f3f3f3}
+.hs-study td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+.hs-study .holds{background:#d9f2d9;font-weight:600}
+.hs-study .reversed{background:#f9d6d5;font-weight:600}
+.hs-study .inconclusive{background:#f3f0d7}
+.hs-study img{max-width:100%;border:1px solid #ddd;margin:.4em 0}
+.hs-study .note{color:#555;font-size:13px}
+"""
+_OUTCOME_WORDS = {HOLDS: "holds", REVERSED: "reversed: the reference arm is better", "inconclusive": "inconclusive"}
+_TABLE_METRICS = ("heldout_ppl_best", "best_step", "other_ppl_at_best", "heldout_ppl_final", "recovery_final", "recollapsed",
+                  "ablation_delta_final", "ablation_delta_stock", "drift_count", "drift_mean_abs", "trainable_parameters",
+                  "compute_seconds")
+
+
+def _num(x, digits: int = 4) -> str:
+    if x is None:
+        return "n/a"
+    if isinstance(x, int) or (isinstance(x, float) and x.is_integer() and abs(x) >= 100):
+        return f"{int(x):,}"
+    return f"{x:.{digits}g}"
+
+
+def _ci(s: Stats) -> str:
+    if s.mean is None:
+        return "n/a"
+    if s.n < 2:
+        return _num(s.mean)
+    return f"{_num(s.mean)} [{_num(s.ci_low)}, {_num(s.ci_high)}]"
+
+
+def verdict_rows(verdicts: list[Verdict]) -> str:
+    rows = []
+    for v in verdicts:
+        rel = "" if v.relative is None else f"{100 * v.relative:+.1f}%"
+        dz = "n/a" if v.d_z is None else f"{v.d_z:.2f}"
+        rows.append(
+            f"<tr><td>{escape(v.text)}</td><td>{escape(v.arm)} vs {escape(v.reference)}</td>"
+            f"<td>{escape(METRIC_LABELS.get(v.metric, v.metric))} ({v.better} is better)</td>"
+            f"<td class=num>{_num(v.arm_mean)}</td><td class=num>{_num(v.reference_mean)}</td>"
+            f"<td class=num>{_ci(v.difference)}</td><td class=num>{rel}</td><td class=num>{dz}</td>"
+            f"<td class=num>{len(v.seeds)}</td><td class='{v.outcome}'>{escape(_OUTCOME_WORDS[v.outcome])}</td></tr>"
+        )
+    head = ("<tr><th>claim</th><th>arms</th><th>metric</th><th>arm mean</th><th>reference mean</th>"
+            "<th>difference, favourable &gt; 0 [CI]</th><th>relative</th><th>d<sub>z</sub></th><th>seeds</th><th>verdict</th></tr>")
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def arm_table(study: StudyResult) -> str:
+    arms = [a for a in ARMS if a in study.arms]
+    head = "<tr><th>figure</th>" + "".join(f"<th>{escape(a)}</th>" for a in arms) + "</tr>"
+    rows = []
+    for m in _TABLE_METRICS:
+        cells = []
+        for a in arms:
+            s = study.arms[a][m]
+            txt = "n/a" if s.mean is None else (_num(s.mean) if s.n < 2 else f"{_num(s.mean)} ± {_num(s.std, 2)}<br>[{_num(s.ci_low)}, {_num(s.ci_high)}]")
+            cells.append(f"<td class=num>{txt}</td>")
+        rows.append(f"<tr><td>{escape(METRIC_LABELS.get(m, m))}</td>{''.join(cells)}</tr>")
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _settings_text(study: StudyResult) -> str:
+    s, t = study.settings, study.settings["training"]
+    tokens = t["seq_len"] * t["batch_size"] * t["grad_accum"]
+    seeds = ", ".join(str(x) for x in s["seeds"])
+    lines = [
+        f"Model <b>{escape(str(study.model.get('name')))}</b> ({study.model.get('num_layers')} layers x {study.model.get('num_heads')} heads); "
+        f"seeds {seeds}; preset <code>{escape(str(s.get('preset')))}</code>.",
+        f"Budget per training run: {t['max_steps']} optimizer steps x {tokens} tokens (sequence length {t['seq_len']}, "
+        f"batch {t['batch_size']} x {t['grad_accum']} accumulation), AdamW lr {t['lr']}, weight decay {t['weight_decay']}, "
+        f"warmup {t['warmup_fraction']:.0%} then cosine, {t['precision']}; training text <code>{escape(str(t['corpus']))}</code>, "
+        f"other distribution <code>{escape(str(t['other_corpus']))}</code>; evaluation every {t['eval_every']} steps on "
+        f"{t['eval_sequences']} sequences per set.",
+        f"Targets ({len(study.heads.get('targets', []))}, rule <code>{escape(s['target_rule'])}</code>): {escape(', '.join(study.heads.get('targets', [])))}. "
+        f"Extended arm adds column(s) {escape(str(study.heads.get('extended_columns')))} ({len(study.heads.get('extended', []))} heads in all).",
+    ]
+    if study.lora:
+        lo = study.lora
+        lines.append(f"Matched LoRA: rank {lo['rank']} (alpha {lo['alpha']:g}) on {len(lo['modules'])} projections; "
+                     f"{lo['lora_parameters']:,} trainable parameters vs {lo['surgery_parameters']:,} for surgery (ratio {lo['ratio']:.3f}).")
+    return "".join(f"<p>{x}</p>" for x in lines)
+
+
+def study_html_section(study: StudyResult, pngs: dict[str, bytes] | None = None) -> str:
+    """A self-contained HTML fragment (scoped styles, base64 figures) presenting ``study``."""
+    pngs = pngs or render_figures(study)
+    imgs = "".join(f"<img alt='{escape(name)}' src='data:image/png;base64,{base64.b64encode(data).decode()}'>" for name, data in pngs.items())
+    primary = [v for v in study.verdicts if v.primary]
+    secondary = [v for v in study.verdicts if not v.primary]
+    status = "" if study.status == "finished" else f"<p><b>Status: {escape(study.status)}</b> ({len(study.runs)} runs so far).</p>"
+    level = study.settings.get("ci_level", 0.95)
+    return f"""<section class="hs-study"><style>{_STYLE}</style>
+<h2>Controlled study: does surgery beat its controls?</h2>
+{status}{_settings_text(study)}
+<h3>Verdicts</h3>
+{verdict_rows(primary) if primary else '<p>No claim can be tested: it needs both of its arms.</p>'}
+<p class=note>"Beats" means: the {level:.0%} percentile-bootstrap interval of the mean difference between the two arms,
+paired by seed (same held-out split, data order and initialisation), lies entirely on the favourable side of 0; entirely on
+the other side is "reversed"; otherwise "inconclusive". Recovery is the fraction of the targets classed healthy at the last
+evaluation; a freshly re-initialised head is healthy before any training, so for the surgery arm it measures whether the heads
+<i>stayed</i> healthy, and the ablation row says whether they do something. With 3 seeds the interval is close to the range of
+the seeds, so "holds" amounts to "every seed agrees": read it as a consistent effect on this model and budget, not a
+significance test.</p>
+<details><summary>Secondary metrics for the same claims</summary>{verdict_rows(secondary)}</details>
+<h3>Per arm (mean ± std over seeds, [{level:.0%} bootstrap CI])</h3>
+{arm_table(study)}
+<p class=note>Arms: {escape('; '.join(f'{a}: {ARM_LABELS[a]}' for a in ARMS if a in study.arms))}.
+Best point = the evaluation with the lowest held-out perplexity (step 0 included). Drift: untouched heads whose BOS mass moved by more
+than {study.settings.get('drift_threshold')} from stock.</p>
+<h3>Figures</h3>{imgs}
+</section>"""
+
+
+def write_study_html(study: StudyResult, path: str | Path, *, figures_dir: str | Path | None = None) -> Path:
+    """Write ``study.html`` (a whole page around :func:`study_html_section`); PNGs into ``figures_dir`` too."""
+    pngs = render_figures(study)
+    if figures_dir is not None:
+        save_figures(study, figures_dir, pngs)
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>headsurgeon study: {escape(str(study.model.get('name')))}</title>"
+            f"</head><body style='max-width:1200px;margin:1em auto'>{study_html_section(study, pngs)}</body></html>")
+    atomic_write_text(path, page)
+    return Path(path)

@@ -1,0 +1,162 @@
+"""What a study measures on one run, and the per-run summary the statistics are made from.
+
+At the end of each training run (:func:`end_measures`):
+
+* **functional importance** of the arm's heads: the loss increase (nats/token) when they are
+  ablated together, on the seed's held-out sequences, in the trained model and in the stock
+  model (the stock value comes from the seed's stock reference);
+* **drift of untouched heads**: |BOS mass after - BOS mass stock| for every head the arm did not
+  train (for LoRA: every head outside the targets, although LoRA changes whole projections of
+  the targets' layers); a head drifts when that exceeds the threshold (0.05, as in the paper).
+
+From the run manifest (:func:`summarize_run`): the curves (training loss, train / held-out /
+other-distribution perplexity, fraction of the arm's heads that are healthy, per evaluation),
+the best point (lowest held-out perplexity over all evaluations, step 0 included, which is the
+checkpoint ``operate`` keeps as ``models/best``), the final values, re-collapse, and compute time
+(training seconds plus evaluation seconds, both summed over resumed sessions).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from headsurgeon.diagnosis import Diagnosis
+from headsurgeon.evaluation import ablation_effects
+from headsurgeon.models import LoadedModel
+from headsurgeon.models.adapters import HeadRef
+
+#: Scalars per run, with the direction that is better (None: descriptive only).
+SCALARS: dict[str, str | None] = {
+    "heldout_ppl_best": "lower",
+    "heldout_best_vs_stock": "lower",
+    "best_step": None,
+    "other_ppl_at_best": "lower",
+    "other_at_best_vs_stock": "lower",
+    "heldout_ppl_final": "lower",
+    "other_ppl_final": "lower",
+    "train_ppl_final": "lower",
+    "recovery_final": "higher",
+    "recollapsed": "lower",
+    "ablation_delta_final": None,
+    "ablation_delta_stock": None,
+    "ablation_gain": None,
+    "drift_count": "lower",
+    "drift_mean_abs": "lower",
+    "trainable_parameters": None,
+    "compute_seconds": "lower",
+}
+CURVES = ("train_loss", "train_ppl", "heldout_ppl", "other_ppl", "heldout_vs_stock", "other_vs_stock", "recovery")
+
+
+def heads_of(plan_doc: dict) -> list[HeadRef]:
+    return sorted(HeadRef(int(l), int(h)) for l, hs in plan_doc["targets"].items() for h in hs)
+
+
+def recollapsed_targets(history: list[dict], targets: list[str]) -> list[str]:
+    """Targets healthy at some evaluation after the start and collapsed at a later one."""
+    ever, back = set(), set()
+    for row in history[1:]:
+        now = set(row.get("targets_collapsed", []))
+        back |= ever & now
+        ever |= set(targets) - now
+    return sorted(back)
+
+
+def drift(stock: Diagnosis, final: Diagnosis, trained: list[HeadRef], threshold: float) -> dict:
+    """Drift of the heads outside ``trained``: count over the threshold and mean |delta|."""
+    delta = np.abs(final.bos_mass - stock.bos_mass)
+    mask = np.ones(delta.shape, dtype=bool)
+    for h in trained:
+        mask[h.layer, h.head] = False
+    d = delta[mask]
+    return {"drift_count": int((d > threshold).sum()), "drift_fraction": float((d > threshold).mean()),
+            "drift_mean_abs": float(d.mean()), "untouched_heads": int(mask.sum()), "threshold": threshold}
+
+
+def end_measures(loaded: LoadedModel, heldout, heads: list[HeadRef], *, stock_delta: float, stock_diag: Diagnosis,
+                 final_diag: Diagnosis | None, threshold: float, batch_size: int = 4) -> dict:
+    """Ablation of ``heads`` in the trained model (vs stock) and drift of the other heads."""
+    ab = ablation_effects(loaded, heldout, {"heads": heads}, batch_size=batch_size)
+    out = {"ablation_delta_final": ab.delta["heads"], "ablation_delta_stock": stock_delta,
+           "ablation_gain": ab.delta["heads"] - stock_delta, "base_loss_final": ab.base_loss, "ablation_tokens": ab.tokens}
+    if final_diag is not None:
+        out.update(drift(stock_diag, final_diag, heads, threshold))
+    return out
+
+
+def _ratio(a, b):
+    """``a / b`` (a perplexity relative to the same seed's stock value), or ``None``."""
+    return None if a is None or not b else a / b
+
+
+def _f(v):
+    return None if v is None or (isinstance(v, float) and not math.isfinite(v)) else v
+
+
+def summarize_run(arm: str, seed: int, manifest: dict, measures: dict, *, run_dir: str | None, reused: bool) -> dict:
+    """One row of the study: curves and scalars of a finished training run."""
+    hist = manifest["history"]
+    heads = [str(h) for h in heads_of(manifest["plan"])]
+    n = len(heads)
+    curves: dict[str, list] = {"step": [r["step"] for r in hist], "tokens": [r.get("tokens", 0) for r in hist]}
+    for key in ("train_loss", "train_ppl", "heldout_ppl", "other_ppl"):
+        curves[key] = [_f(r.get(key)) for r in hist]
+    curves["recovery"] = [None if r.get("targets_healthy") is None else r["targets_healthy"] / n for r in hist]
+    stock = manifest.get("stock") or {}
+    for key, name in (("heldout_ppl", "heldout_vs_stock"), ("other_ppl", "other_vs_stock")):
+        curves[name] = [_ratio(v, stock.get(key)) for v in curves[key]]
+    ppl = [(r.get("heldout_ppl"), i) for i, r in enumerate(hist) if r.get("heldout_ppl") is not None]
+    best_i = min(ppl)[1] if ppl else len(hist) - 1
+    others = [r["other_ppl"] for r in hist if r.get("other_ppl") is not None]
+    last = hist[-1]
+    eval_s = sum(r.get("eval_seconds", 0.0) for r in hist) + (manifest.get("stock") or {}).get("eval_seconds", 0.0)
+    scalars = {
+        "heldout_ppl_best": _f(hist[best_i].get("heldout_ppl")),
+        "best_step": hist[best_i]["step"],
+        "heldout_best_vs_stock": curves["heldout_vs_stock"][best_i],
+        "other_ppl_at_best": _f(hist[best_i].get("other_ppl")),
+        "other_at_best_vs_stock": curves["other_vs_stock"][best_i],
+        "other_ppl_min": min(others) if others else None,
+        "heldout_ppl_final": _f(last.get("heldout_ppl")),
+        "other_ppl_final": _f(last.get("other_ppl")),
+        "train_ppl_final": _f(last.get("train_ppl")),
+        "recovery_final": curves["recovery"][-1],
+        "recollapsed": len(recollapsed_targets(hist, heads)),
+        "trainable_parameters": manifest.get("trainable_parameters"),
+        "train_seconds": manifest["timing"].get("train_seconds"),
+        "eval_seconds": round(eval_s, 1),
+        "compute_seconds": round((manifest["timing"].get("train_seconds") or 0.0) + eval_s, 1),
+        "tokens_per_second": manifest["timing"].get("tokens_per_second"),
+        **{k: v for k, v in measures.items() if k in SCALARS or k.startswith("drift") or k.startswith("ablation")},
+    }
+    return {"arm": arm, "seed": seed, "run_dir": run_dir, "reused": reused, "heads": heads, "curves": curves, "scalars": scalars,
+            "lora": manifest.get("lora"), "outcome": manifest.get("outcome")}
+
+
+def summarize_stock(seed: int, reference: dict, targets: list[str]) -> dict:
+    """The stock arm's row for one seed: reference values, no training (one point per curve)."""
+    row = reference["row"]
+    rec = None if row.get("targets_healthy") is None else row["targets_healthy"] / len(targets)
+    other = None if row.get("other_ppl") is None else 1.0
+    curves = {"step": [0], "tokens": [0], "train_loss": [None], "train_ppl": [row.get("train_ppl")],
+              "heldout_ppl": [row.get("heldout_ppl")], "other_ppl": [row.get("other_ppl")], "heldout_vs_stock": [1.0],
+              "other_vs_stock": [other], "recovery": [rec]}
+    scalars = {
+        "heldout_ppl_best": row.get("heldout_ppl"), "heldout_best_vs_stock": 1.0, "best_step": 0,
+        "other_ppl_at_best": row.get("other_ppl"), "other_at_best_vs_stock": other,
+        "other_ppl_min": row.get("other_ppl"), "heldout_ppl_final": row.get("heldout_ppl"), "other_ppl_final": row.get("other_ppl"),
+        "train_ppl_final": row.get("train_ppl"), "recovery_final": rec, "recollapsed": 0, "trainable_parameters": 0,
+        "ablation_delta_final": reference["ablation"]["surgery"], "ablation_delta_stock": reference["ablation"]["surgery"],
+        "ablation_gain": 0.0, "drift_count": 0, "drift_mean_abs": 0.0,
+        "compute_seconds": reference.get("seconds"), "train_seconds": 0.0, "eval_seconds": reference.get("seconds"),
+    }
+    return {"arm": "stock", "seed": seed, "run_dir": reference.get("dir"), "reused": reference.get("reused", False), "heads": targets,
+            "curves": curves, "scalars": scalars, "lora": None, "outcome": None}
+
+
+def final_diagnosis(run_dir: Path, manifest: dict) -> Diagnosis | None:
+    rel = manifest["history"][-1].get("diagnosis")
+    return Diagnosis.load(run_dir / rel) if rel else None

@@ -1,0 +1,113 @@
+"""Study settings: which arms, which seeds, which heads, what training budget, which statistics.
+
+One flat dataclass (the training budget is a :class:`~headsurgeon.surgery.SurgeryConfig`, shared
+by every arm) saved inside ``study.json``. Two presets:
+
+* ``tiny``: tiny random models in the tests; seconds per run. Random tiny models have no
+  collapsed heads, so the targets are the heads with the highest BOS mass (``target_rule="top"``):
+  it exercises the machinery and says nothing about collapse.
+* ``smollm2``: the default model (SmolLM2-135M) on a 2-core CPU in about an hour for all arms
+  x 3 seeds; ``docs/studies.md`` shows the measurements behind each number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from headsurgeon.errors import HeadsurgeonError
+from headsurgeon.surgery import SurgeryConfig, preset
+
+#: Arms in the order they run for each seed (``stock`` is the reference the others are measured against).
+ARMS = ("stock", "surgery", "no_reinit", "random_healthy", "extended", "lora")
+ARM_LABELS = {
+    "stock": "stock (no training)",
+    "surgery": "surgery (re-init + train collapsed targets)",
+    "no_reinit": "same slices, no re-initialisation",
+    "random_healthy": "surgery on random healthy heads",
+    "extended": "extended (targets + healthy column)",
+    "lora": "LoRA, matched parameter count",
+}
+TARGET_RULES = ("collapsed", "top")
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    arms: tuple[str, ...] = ARMS  # stock always runs: the other arms are measured against it
+    seeds: tuple[int, ...] = (0, 1, 2)  # each seed fixes held-out split, data order, re-init, random heads, LoRA init
+    training: SurgeryConfig = field(default_factory=SurgeryConfig)  # budget shared by every training arm
+    n_targets: int = 12  # heads the surgery arm targets
+    target_rule: str = "collapsed"  # collapsed: the n most collapsed heads (highest BOS mass among BOS-sink/DEAD); top: highest BOS mass, any class
+    layers: tuple[int, int] | None = None  # restrict targets to this layer range (inclusive)
+    extra_columns: tuple[int, ...] | None = None  # extended arm: head columns added in the targets' layer range (None: the column with most healthy heads there)
+    random_same_layers: bool = True  # random healthy heads drawn from the targets' layers where possible
+    lora_scale: float = 2.0  # LoRA alpha = lora_scale x rank
+    drift_threshold: float = 0.05  # |delta BOS mass| above which an untouched head "drifts"
+    ci_level: float = 0.95
+    n_boot: int = 10000
+    threads: int | None = None  # torch CPU threads while the study runs (None: torch's default); see docs/studies.md
+    preset: str | None = None  # name of the preset these settings came from (recorded only)
+
+    def __post_init__(self):
+        bad = [a for a in self.arms if a not in ARMS]
+        if bad:
+            raise HeadsurgeonError(f"unknown arm '{bad[0]}'; choose from {', '.join(ARMS)}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise HeadsurgeonError("--seeds needs at least one seed and no repeats, e.g. 0,1,2")
+        if self.n_targets < 1:
+            raise HeadsurgeonError("--targets must be at least 1")
+        if self.target_rule not in TARGET_RULES:
+            raise HeadsurgeonError(f"--target-rule must be one of {', '.join(TARGET_RULES)}")
+        if not 0 < self.ci_level < 1 or self.n_boot < 100:
+            raise HeadsurgeonError("ci_level must be in (0, 1) and n_boot at least 100")
+        if self.threads is not None and self.threads < 1:
+            raise HeadsurgeonError("--threads must be at least 1")
+        if self.lora_scale <= 0:
+            raise HeadsurgeonError("--lora-scale must be > 0")
+        # stock first, the rest in canonical order, whatever order the user typed
+        object.__setattr__(self, "arms", tuple(a for a in ARMS if a == "stock" or a in self.arms))
+
+    @property
+    def training_arms(self) -> tuple[str, ...]:
+        return tuple(a for a in self.arms if a != "stock")
+
+    def to_dict(self) -> dict:
+        doc = asdict(self)
+        doc["training"] = self.training.to_dict()
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in doc.items()}  # as JSON gives them back
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> "StudySettings":
+        names = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in doc.items() if k in names}
+        kw["training"] = SurgeryConfig.from_dict(doc.get("training", {}))
+        for key in ("arms", "seeds", "extra_columns", "layers"):
+            if kw.get(key) is not None:
+                kw[key] = tuple(kw[key])
+        return cls(**kw)
+
+    def with_(self, **changes) -> "StudySettings":
+        """A copy with the given fields changed (``None`` values are ignored)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+STUDY_PRESETS: dict[str, StudySettings] = {
+    "tiny": StudySettings(
+        training=preset("tiny").with_(max_steps=6, eval_every=3, keep_epoch_models=False),
+        n_targets=2, target_rule="top", n_boot=2000, preset="tiny",
+    ),
+    # Sized from single-thread measurements on this CPU (docs/studies.md): one optimizer step of
+    # 1024 tokens ~2.6 CPU-s (bf16), one evaluation ~20 CPU-s; 15 training runs ~1 CPU-hour.
+    "smollm2": StudySettings(
+        training=preset("cpu").with_(
+            seq_len=128, batch_size=4, grad_accum=2, max_steps=48, eval_every=16, eval_sequences=12,
+            gradient_checkpointing=False, keep_epoch_models=False, lr=1e-3,
+        ),
+        n_targets=12, target_rule="collapsed", threads=1, preset="smollm2",
+    ),
+}
+
+
+def study_preset(name: str) -> StudySettings:
+    if name not in STUDY_PRESETS:
+        raise HeadsurgeonError(f"unknown study preset '{name}'; choose from {', '.join(STUDY_PRESETS)}")
+    return STUDY_PRESETS[name]

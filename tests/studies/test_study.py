@@ -1,0 +1,124 @@
+"""A whole tiny study end to end: runs, statistics, JSON, figures, HTML, resume, CLI."""
+
+import json
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from study_helpers import tiny_lm
+
+from headsurgeon.studies import ARMS, StudyResult, run_study, study_html_section, study_preset
+from headsurgeon.studies.aggregate import CLAIMS
+
+SEEDS = (0, 1, 2)
+
+
+def _settings(corpus, **kw):
+    s = study_preset("tiny")
+    return s.with_(training=s.training.with_(corpus=str(corpus)), seeds=SEEDS, **kw)
+
+
+@pytest.fixture(scope="module")
+def study(study_corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("study")
+    return run_study(tiny_lm, out_dir=out, settings=_settings(study_corpus), progress=False), out
+
+
+def test_study_runs_every_arm_and_seed_and_writes_its_outputs(study):
+    st, out = study
+    assert st.status == "finished"
+    assert [(r["arm"], r["seed"]) for r in st.runs] == [(a, s) for s in SEEDS for a in ARMS]
+    assert len(st.timing["trained_now"]) == 5 * len(SEEDS) and not st.timing["reused"]
+    doc = json.loads((out / "study.json").read_text())
+    assert doc["kind"] == "study" and doc["schema_version"] and doc["settings"]["seeds"] == list(SEEDS)
+    assert StudyResult.load(out).to_dict() | {"updated": None} == st.to_dict() | {"updated": None}  # round trip
+    for name in ("curves", "endpoints"):
+        png = out / "figures" / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+    page = (out / "study.html").read_text()
+    assert page.startswith("<!doctype html>") and page.count("data:image/png;base64,") == 2
+    for _, text, *_ in CLAIMS:
+        assert text in page
+    # every figure has mean, spread and a CI over the three seeds
+    for arm in ARMS:
+        s = st.stat(arm, "heldout_ppl_best")
+        assert s.n == 3 and s.ci_low <= s.mean <= s.ci_high and s.std >= 0
+    assert {v.claim for v in st.claims()} == {c[0] for c in CLAIMS}
+    assert all(v.outcome in ("holds", "reversed", "inconclusive") and v.seeds == list(SEEDS) for v in st.claims())
+
+
+def test_arms_are_what_they_claim(study):
+    st, out = study
+    runs = {(r["arm"], r["seed"]): r for r in st.runs}
+    targets = st.heads["targets"]
+    for seed in SEEDS:
+        rnd = st.heads["random_healthy"][str(seed)]
+        assert len(rnd) == len(targets) and not set(rnd) & set(targets)
+        assert runs[("random_healthy", seed)]["heads"] == rnd
+        assert set(targets) < set(runs[("extended", seed)]["heads"])
+        ref = json.loads((out / "runs" / "stock" / f"seed-{seed}" / "reference.json").read_text())
+        surgery = json.loads((out / "runs" / "surgery" / f"seed-{seed}" / "manifest.json").read_text())
+        no_reinit = json.loads((out / "runs" / "no_reinit" / f"seed-{seed}" / "manifest.json").read_text())
+        lora = json.loads((out / "runs" / "lora" / f"seed-{seed}" / "manifest.json").read_text())
+        # the stock reference measures on exactly the sequences operate evaluates
+        for key in ("train_ppl", "heldout_ppl"):
+            assert ref["row"][key] == surgery["stock"][key] == lora["stock"][key]
+        held = load_file(str(out / "runs" / "stock" / f"seed-{seed}" / "heldout.safetensors"))["heldout"]
+        assert held.shape[0] == surgery["config"]["eval_sequences"]
+        # surgery starts re-initialised; no re-init and LoRA start at the stock model
+        assert surgery["history"][0]["heldout_ppl"] != ref["row"]["heldout_ppl"]
+        assert no_reinit["history"][0]["heldout_ppl"] == pytest.approx(ref["row"]["heldout_ppl"], rel=1e-6)
+        assert not no_reinit["config"]["reinitialise"] and surgery["config"]["reinitialise"]
+        assert lora["history"][0]["heldout_ppl"] == ref["row"]["heldout_ppl"]
+        # same budget and data for every arm of a seed
+        assert {json.loads((out / "runs" / a / f"seed-{seed}" / "manifest.json").read_text())["corpus"]["sha256"]
+                for a in ARMS[1:]} == {surgery["corpus"]["sha256"]}
+        assert runs[("lora", seed)]["scalars"]["trainable_parameters"] == st.lora["lora_parameters"]
+    assert abs(st.lora["lora_parameters"] - st.lora["surgery_parameters"]) <= st.lora["per_rank"] / 2
+    assert st.stat("surgery", "trainable_parameters").mean == st.lora["surgery_parameters"]
+    assert st.stat("stock", "drift_count").mean == 0
+    assert all(r["scalars"]["drift_count"] is not None and r["scalars"]["compute_seconds"] > 0 for r in st.runs if r["arm"] != "stock")
+
+
+def test_resume_reuses_every_finished_run(study, study_corpus, monkeypatch):
+    st, out = study
+
+    def no_training(*a, **k):
+        raise AssertionError("a finished run was trained again")
+
+    # the module, not the function `operate` that headsurgeon.surgery re-exports under the same name
+    monkeypatch.setattr(sys.modules["headsurgeon.surgery.operate"], "train_loop", no_training)
+    monkeypatch.setattr(sys.modules["headsurgeon.studies.lora_run"], "train_loop", no_training)
+    again = run_study(tiny_lm, out_dir=out, settings=_settings(study_corpus), progress=False, figures=False)
+    assert not again.timing["trained_now"] and len(again.timing["reused"]) == 5 * len(SEEDS)
+    assert [r["scalars"] for r in again.runs] == [r["scalars"] for r in st.runs]
+    assert all(r["reused"] for r in again.runs)
+
+
+def test_html_section_is_a_self_contained_fragment(study):
+    st, _ = study
+    html = study_html_section(st)
+    assert html.startswith("<section") and html.rstrip().endswith("</section>") and "<html" not in html
+    assert "<style>" in html and html.count("<img") == 2 and "src='data:image/png;base64," in html
+    assert "inconclusive" in html or "holds" in html or "reversed" in html
+
+
+def test_cli_study_on_a_saved_tiny_model(study_corpus, tmp_path):
+    from headsurgeon.cli.main import run
+
+    folder = tmp_path / "model"
+    lm = tiny_lm()
+    lm.model.save_pretrained(folder)
+    lm.tokenizer.save_pretrained(folder)
+    out = tmp_path / "cli-study"
+    args = ["study", "--model", str(folder), "--preset", "tiny", "--arms", "surgery,lora", "--seeds", "0,1",
+            "--corpus", str(study_corpus), "--out", str(out), "--no-progress"]
+    assert run(args) == 0
+    doc = json.loads((out / "study.json").read_text())
+    assert [r["arm"] for r in doc["runs"]] == ["stock", "surgery", "lora"] * 2
+    assert (out / "study.html").is_file() and (out / "figures" / "curves.png").is_file()
+    assert [v["claim"] for v in doc["verdicts"] if v["primary"]] == ["surgery_vs_lora"]
+    assert run(["study", "--preset", "nope", "--out", str(tmp_path / "x")]) == 2
+
+
