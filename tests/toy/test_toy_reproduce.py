@@ -1,12 +1,16 @@
 """The paper's claims that reproduce on this CPU, asserted with margins on small configs.
 
-Setting (see docs/toy.md): 1 layer, 1 head, dim 64, length 32, batch 16, no MLP/LayerNorm,
-AdamW lr 1e-2. Measured on seeds 0-3: BOS attention at non-trigger positions 0.97-0.99 after
-400 steps, copy attention at triggers 0.90-0.95, BOS/other value-norm ratio 0.13-0.21; ReLU
-attention at the same width: BOS weight < 0.01 and value ratio 0.56-0.65.
+Setting (the ``tiny-1l`` preset, see docs/toy.md): 1 layer, 1 head, dim 64, length 32,
+batch 16, no MLP/LayerNorm, AdamW lr 1e-2. Summaries are means over the last 10% of steps.
+Measured on seeds 0-3 (the tests use seed 0):
+  softmax, 400 steps: BOS attention at non-trigger positions 0.973-0.991, copy attention at
+  triggers 0.902-0.952, BOS attention at triggers <= 0.006, BOS/other value-norm ratio
+  0.127-0.206, trigger loss 0.034-0.269 nats, BOS logit gap 14-19;
+  ReLU, 1500 steps: BOS attention 0.000, value-norm ratio 0.504-0.767, trigger loss
+  0.161-0.422, copy weight 0.49-0.90 (ReLU rows are not normalised).
 
-The residual-state peak (and its absence under SGD) is *not* asserted: it did not form at any
-size this CPU could train (docs/toy.md lists the runs).
+The residual-state peak (and its absence under SGD) is *not* asserted: it did not reproduce
+as the paper describes at any size this CPU could train (docs/toy.md lists the runs).
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ def test_value_drain(softmax_run):
 def test_relu_attention_has_no_sink_and_no_drain(relu_run, softmax_run):
     s = relu_run.summary
     assert s["loss_trigger"] < 0.5, "the ReLU model must solve the copy for the test to mean anything"
-    assert s["copy_attn_trigger"] > 0.5
+    assert s["copy_attn_trigger"] > 0.3
     assert s["bos_attn_nontrigger"] < 0.1
     assert s["bos_share_nontrigger"] < 0.2  # not even as a share of the (unnormalised) row
     assert s["value_norm_ratio"] > 0.4

@@ -148,11 +148,11 @@ PRESETS: dict[str, tuple[str, ToyConfig]] = {
         ToyConfig(**{**_SMALL, "mlp": True, "layer_norm": True, "lr": 3e-3, "log_every": 100},
                   n_layers=3, steps=6000),
     ),
-    "peak-3l": (
-        "the paper's minimal residual-peak layout: 3 layers, attention only in layer 1, MLP in "
-        "layers 0 and 2, LayerNorm, dim 64, length 32, batch 16, AdamW 3e-3, wd 0.1, 6000 steps",
+    "minimal-3l": (
+        "the paper's minimal residual-peak layout (MLP | attention | MLP, no_attn='0,2'), "
+        "LayerNorm, dim 64, length 32, batch 16, AdamW 3e-3, wd 0.1, 6000 steps",
         ToyConfig(**{**_SMALL, "mlp": True, "layer_norm": True, "lr": 3e-3, "log_every": 100,
-                     "sgd_lr": 0.1}, n_layers=3, no_attn="0,2", weight_decay=0.1, steps=6000),
+                     "sgd_lr": 0.3}, n_layers=3, no_attn="0,2", weight_decay=0.1, steps=6000),
     ),
     "paper-1l": (
         "the paper's 1-layer run: dim 256, length 256, batch 512, AdamW 3e-4, wd 1e-4, 10k steps",

@@ -9,6 +9,8 @@ t - 1; "non-trigger positions" are all other queries t >= 1):
 - ``.bos_share_nontrigger``: weight on key 0 divided by the row's total weight. Equal to the
   weight under softmax; under ReLU attention rows need not sum to one, so both are kept.
 - ``.copy_attn_trigger``: mean attention from a trigger position t to key t - 1 (the copy source).
+- ``.bos_self_weight``: weight of query 0 on itself: 1 under softmax, relu(s_00) under ReLU
+  attention, where nothing bounds it (the "position-0 blow-up" of pre-LN + ReLU models).
 - ``.bos_logit``: mean raw score q_t.k_0 / sqrt(D) at non-trigger positions; ``.bos_logit_gap``
   subtracts the mean score of the other visible keys (what the softmax actually feels).
 - ``.value_norm_bos`` / ``.value_norm_other``: mean L2 norm of the head's value vector at
@@ -73,6 +75,7 @@ def measure(model: ToyTransformer, x: torch.Tensor, task: BigramBackcopy) -> dic
             out[key + "bos_attn_trigger"] = _mean(bos, q_trig)
             out[key + "bos_share_nontrigger"] = _mean(share, q_non)
             out[key + "copy_attn_trigger"] = _mean(copy, q_trig)
+            out[key + "bos_self_weight"] = float(p[:, 0, 0].mean())
             out[key + "bos_logit"] = _mean(s[:, :, 0], q_non)
             out[key + "bos_logit_gap"] = _mean(gap, q_non)
             out[key + "value_norm_bos"] = float(vnorm[:, 0].mean())
