@@ -46,12 +46,16 @@ def test_random_healthy_heads_are_healthy_disjoint_seeded_and_as_many(diag):
     assert len(anywhere) == 5 and all(diag.classes[h.layer, h.head] == HEALTHY for h in anywhere)
 
 
-def test_random_healthy_falls_back_to_other_layers_and_refuses_too_few():
-    bos = np.full((2, 3), 0.1)
-    bos[0, :] = 0.9  # layer 0 has no healthy head
+def test_random_healthy_falls_back_to_the_nearest_layer_and_refuses_too_few():
+    bos = np.full((5, 3), 0.1)
+    bos[3, :] = 0.9  # layer 3 has no healthy head: its targets get heads of layers 2 or 4, never 0 or 1
     d = synthetic_diagnosis(bos)
-    heads = random_healthy(d, [HeadRef(0, 0), HeadRef(0, 1)], seed=0)
-    assert all(h.layer == 1 for h in heads)
+    for seed in range(5):
+        heads = random_healthy(d, [HeadRef(3, 0), HeadRef(3, 1)], seed=seed)
+        assert all(h.layer in (2, 4) for h in heads)
+    bos = np.full((2, 3), 0.1)
+    bos[0, :] = 0.9
+    d = synthetic_diagnosis(bos)
     with pytest.raises(HeadsurgeonError, match="fewer than the 4 targets"):
         random_healthy(d, [HeadRef(0, 0), HeadRef(0, 1), HeadRef(0, 2), HeadRef(1, 0)], seed=0)
 

@@ -43,7 +43,12 @@ def choose_targets(diag: Diagnosis, n: int, rule: str = "collapsed", layers: tup
 
 
 def random_healthy(diag: Diagnosis, targets: list[HeadRef], seed: int, *, same_layers: bool = True) -> list[HeadRef]:
-    """``len(targets)`` distinct healthy non-target heads, drawn with ``seed`` (see module doc)."""
+    """``len(targets)`` distinct healthy non-target heads, drawn with ``seed`` (see module doc).
+
+    With ``same_layers``, each target is stood in for by a healthy head of its own layer, or, when
+    that layer has none left, of the nearest layer that has (late layers of small models are often
+    mostly collapsed), so the control keeps the targets' depth profile.
+    """
     L, H = diag.shape
     taken = set(targets)
     healthy = [HeadRef(l, h) for l in range(L) for h in range(H) if diag.classes[l, h] == HEALTHY and HeadRef(l, h) not in taken]
@@ -53,9 +58,10 @@ def random_healthy(diag: Diagnosis, targets: list[HeadRef], seed: int, *, same_l
     chosen: list[HeadRef] = []
     for t in targets:
         left = [h for h in healthy if h not in chosen]
-        local = [h for h in left if h.layer == t.layer] if same_layers else []
-        pool = local or left
-        chosen.append(pool[int(rng.integers(len(pool)))])
+        if same_layers:
+            nearest = min(abs(h.layer - t.layer) for h in left)
+            left = [h for h in left if abs(h.layer - t.layer) == nearest]
+        chosen.append(left[int(rng.integers(len(left)))])
     return sorted(chosen)
 
 
