@@ -25,6 +25,7 @@ from contextlib import contextmanager
 import torch
 
 from headsurgeon.errors import HeadsurgeonError
+from headsurgeon.evaluation.ablation import ablated_heads
 from headsurgeon.models.adapters import FamilyAdapter, HeadRef
 
 
@@ -35,30 +36,8 @@ def _by_layer(heads: Sequence[HeadRef]) -> dict[int, list[int]]:
     return out
 
 
-@contextmanager
-def zero_heads(adapter: FamilyAdapter, heads: Sequence[HeadRef]) -> Iterator[None]:
-    """Within this context the output of every head in ``heads`` is zero."""
-    for ref in heads:
-        adapter.check_head(ref.layer, ref.head)
-    handles = []
-
-    def make_hook(ranges: list[tuple[int, int]]):
-        def hook(module, args):
-            x = args[0].clone()
-            for start, stop in ranges:
-                x[..., start:stop] = 0
-            return (x, *args[1:])
-
-        return hook
-
-    try:
-        for layer, hs in _by_layer(heads).items():
-            ranges = [adapter.head_output_range(h) for h in hs]
-            handles.append(adapter.output_projection(layer).register_forward_pre_hook(make_hook(ranges)))
-        yield
-    finally:
-        for h in handles:
-            h.remove()
+#: Zeroing a head's output is the same operation as head ablation in the evaluation package.
+zero_heads = ablated_heads
 
 
 def mask_out_keys(mask: torch.Tensor, heads: Sequence[int], positions: Sequence[Sequence[int]], num_heads: int) -> torch.Tensor:
