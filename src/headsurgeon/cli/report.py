@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
         fast: bool = typer.Option(False, "--fast", help="Skip everything that loads a model (generations, dormancy, ablation)."),
         stock_model: Optional[str] = typer.Option(None, help="Stock model folder (default: the model the run was made from)."),
         prompts: Optional[Path] = typer.Option(None, help="Generation prompts: blank-line separated text or JSONL with 'text'."),
-        seed: int = typer.Option(0, help="Sampling seed (plus the prompt index)."),
+        seed: int = typer.Option(0, help="Sampling seed (the same for every checkpoint)."),
         temperature: float = typer.Option(0.7, help="Sampling temperature."),
         top_p: float = typer.Option(0.92, help="Nucleus sampling threshold."),
         max_new_tokens: int = typer.Option(100, help="New tokens per generation."),

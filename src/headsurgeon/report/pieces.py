@@ -21,6 +21,7 @@ from headsurgeon.evaluation.mlp_dormancy import compare_dormancy, mlp_dormancy
 from headsurgeon.io import write_json
 from headsurgeon.models import LoadedModel, load_model
 from headsurgeon.models.loading import resolve_local_dir
+from headsurgeon.surgery.manifest import MANIFEST
 
 
 def checkpoints(run: RunRecord, stock: Path | None) -> dict[str, Path]:
@@ -67,10 +68,11 @@ def cached(run: RunRecord, name: str, key: dict, reuse: bool, compute) -> dict:
         except (OSError, ValueError, KeyError):
             pass
     result = compute()
-    try:
-        write_json(path, {"key": key, "result": result})
-    except OSError:  # a read-only run folder still gets its report
-        pass
+    if (run.run_dir / MANIFEST).is_file():  # never recreate a run folder deleted meanwhile (it would block a new run there)
+        try:
+            write_json(path, {"key": key, "result": result})
+        except OSError:  # a read-only run folder still gets its report
+            pass
     return result
 
 

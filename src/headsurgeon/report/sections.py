@@ -182,7 +182,7 @@ def generations_section(d: dict) -> str:
     s = g["settings"]
     rows = [[f"<pre class='gen'>{esc(visible(p))}</pre>"] + [f"<pre class='gen'>{esc(visible(g['texts'][k][i]))}</pre>" for k in labels]
             for i, p in enumerate(g["prompts"])]
-    return (f"<p>Sampled with seed {s['seed']} (+ prompt index; the same for every checkpoint), temperature {s['temperature']}, "
+    return (f"<p>Sampled with seed {s['seed']} (the same for every checkpoint; all prompts in one batch), temperature {s['temperature']}, "
             f"top-p {s['top_p']}, up to {s['max_new_tokens']} new tokens, with plain <code>transformers</code> "
             f"<code>generate</code> on each saved folder.</p>" + table(["prompt"] + labels, rows))
 
