@@ -51,6 +51,10 @@ def test_recoveries_and_iatrogenic_collapses():
     assert [(r["head"], r["drifting"]) for r in rec_wide] == [("L1H0", True), ("L1H2", False), ("L2H0", True)]
     assert [(r["head"], r["zone"], r["before"], r["after"]) for r in iat] == [("L2H2", "outside_zone", "healthy", "bos_sink")]
     # a low-entropy head (L0H0) is not collapsed: staying low-entropy is no transition
+    rows = {r["head"]: r for r in compare([diag(BEFORE), diag(AFTER)], zone=PLAN).per_head()}
+    assert len(rows) == 12 and rows["L0H0"]["before"] == rows["L0H0"]["after"] == "low_entropy"
+    assert rows["L2H2"] == {"head": "L2H2", "zone": "outside_zone", "bos_before": 30 * S, "bos_after": 34 * S, "delta": 4 * S,
+                            "before": "healthy", "after": "bos_sink", "drifting": True}
 
 
 def test_column_table_leaves_targets_out_and_tracks_the_trend():

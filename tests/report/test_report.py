@@ -105,6 +105,13 @@ def test_cli_compare_and_report(tiny_run, tmp_path, capsys):
     last = sorted((tiny_run / "diagnoses").glob("step-*.json"))[-1]
     assert cli(["compare", str(stock), str(last), "--label", "before", "--label", "after", "--out", str(tmp_path / "c2")]) == 0
     assert "after against before" in capsys.readouterr().out.replace("\n", " ")
+    PLAN.save(tmp_path / "plan.json")
+    assert cli(["compare", str(stock), str(last), "--zone", str(tmp_path / "plan.json"), "--drift-threshold", "0.001",
+                "--out", str(tmp_path / "c3")]) == 0
+    doc = json.loads((tmp_path / "c3" / "comparison.json").read_text())
+    assert doc["settings"]["zone_source"].endswith("plan.json") and doc["zone"]["frozen_in_zone"] == ["L1H3"]
+    assert doc["settings"]["drift_threshold"] == 0.001
+    capsys.readouterr()
     assert cli(["report", str(tiny_run), "--fast", "--out", str(tmp_path / "r.html"), "--no-progress"]) == 0
     assert (tmp_path / "r.html").is_file() and (tmp_path / "r.json").is_file()
     assert cli(["compare", str(tmp_path / "missing.json"), str(stock)]) == 2

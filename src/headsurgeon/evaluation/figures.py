@@ -19,6 +19,7 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
+from headsurgeon.diagnosis.classes import count  # noqa: E402
 from headsurgeon.diagnosis.figures import heatmap_axes, histogram_axes  # noqa: E402
 from headsurgeon.io import atomic_write_bytes  # noqa: E402
 
@@ -71,8 +72,6 @@ def topology_figure(c: Comparison, indices: list[int] | None = None, extra: dict
     fig, axes = plt.subplots(1, len(idx), figsize=(w * len(idx) + 1.2, max(3.8, 0.2 * L + 1.9)), squeeze=False, sharey=True,
                              layout="constrained")
     for ax, k in zip(axes[0], idx):
-        from headsurgeon.diagnosis.classes import count
-
         n = count(c.classes[k])
         title = f"{c.labels[k]}{(' · ' + extra[k]) if extra and k in extra else ''}\ncollapsed {n['bos_sink'] + n['dead']} (S {n['bos_sink']}, D {n['dead']})"
         im = heatmap_axes(ax, c.bos_mass[k], c.classes[k], title)
