@@ -6,7 +6,7 @@
   so raw perplexities differ by seed more than arms do, while the ratio shows the paired effect. A
   line is the mean over seeds, the band the min-max range over seeds (with 3 seeds a standard
   deviation band would suggest a precision the data do not have); the stock model is a dashed
-  line. Perplexity axes are logarithmic (re-initialisation can start an arm far above stock).
+  line.
 * ``endpoints``: per arm, each seed as a dot and the mean with its bootstrap CI, for the
   held-out perplexity at the best point and the other-distribution perplexity there (both / stock),
   the heads' ablation effect at the end (stock value as a hollow marker) and the drift of
@@ -29,10 +29,10 @@ from .settings import ARM_LABELS, ARMS  # noqa: E402
 
 COLORS = {"stock": "#555555", "surgery": "#d62728", "no_reinit": "#1f77b4", "random_healthy": "#2ca02c",
           "extended": "#9467bd", "lora": "#ff7f0e"}
-_PANELS = (("train_loss", "training loss (last step, nats)", False),
-           ("heldout_vs_stock", "held-out PPL (training distribution) / stock", True),
-           ("other_vs_stock", "other-distribution PPL / stock", True),
-           ("recovery", "fraction of the arm's heads healthy", False))
+_PANELS = (("train_loss", "training loss (last step, nats)"),
+           ("heldout_vs_stock", "held-out PPL (training distribution) / stock"),
+           ("other_vs_stock", "other-distribution PPL / stock"),
+           ("recovery", "fraction of the arm's heads healthy"))
 
 
 def _arms(study: StudyResult) -> list[str]:
@@ -46,7 +46,7 @@ def _n_seeds(study: StudyResult) -> int:
 def curves_figure(study: StudyResult):
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
     stock = study.curves.get("stock", {})
-    for ax, (key, title, log) in zip(axes.flat, _PANELS):
+    for ax, (key, title) in zip(axes.flat, _PANELS):
         for arm in _arms(study):
             if arm == "stock":
                 continue
@@ -60,14 +60,10 @@ def curves_figure(study: StudyResult):
         ref = stock.get(key, {}).get("mean", [None])[0] if stock else None
         if not ax.lines:
             ax.text(0.5, 0.5, "not measured in this study", ha="center", va="center", transform=ax.transAxes, color="#777")
-            ax.set_yscale("linear")
-            log = False
         if ref is not None:
             ax.axhline(ref, color=COLORS["stock"], ls="--", lw=1.2, label="stock model")
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("optimizer step")
-        if log:
-            ax.set_yscale("log")
         if key == "recovery":
             ax.set_ylim(-0.05, 1.05)
         ax.grid(alpha=0.3)

@@ -11,6 +11,8 @@ import base64
 from html import escape
 from pathlib import Path
 
+import numpy as np
+
 from headsurgeon.io import atomic_write_text
 
 from .aggregate import METRIC_LABELS
@@ -32,17 +34,25 @@ _STYLE = """
 .hs-study .note{color:#555;font-size:13px}
 """
 _OUTCOME_WORDS = {HOLDS: "holds", REVERSED: "reversed: the reference arm is better", "inconclusive": "inconclusive"}
-_TABLE_METRICS = ("heldout_ppl_best", "best_step", "other_ppl_at_best", "heldout_ppl_final", "recovery_final", "recollapsed",
+_TABLE_METRICS = ("heldout_ppl_best", "heldout_best_vs_stock", "best_step", "other_ppl_at_best", "other_at_best_vs_stock", "heldout_ppl_final", "recovery_final", "recollapsed",
                   "ablation_delta_final", "ablation_delta_stock", "drift_count", "drift_mean_abs", "trainable_parameters",
                   "compute_seconds")
 
 
 def _num(x, digits: int = 4) -> str:
+    """Readable numbers for tables: thousands separators, ~``digits`` significant digits, no
+    exponent unless the number is tiny."""
     if x is None:
         return "n/a"
-    if isinstance(x, int) or (isinstance(x, float) and x.is_integer() and abs(x) >= 100):
+    if isinstance(x, int) or (float(x).is_integer() and abs(x) >= 100):
         return f"{int(x):,}"
-    return f"{x:.{digits}g}"
+    ax = abs(x)
+    if ax >= 1000:
+        return f"{x:,.0f}"
+    if ax >= 1e-3 or ax == 0:
+        decimals = max(0, digits - 1 - int(np.floor(np.log10(ax)))) if ax else 0
+        return f"{x:.{decimals}f}"
+    return f"{x:.{digits - 1}e}"
 
 
 def _ci(s: Stats) -> str:

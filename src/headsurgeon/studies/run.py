@@ -23,12 +23,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from headsurgeon._version import SCHEMA_VERSION, __version__
 from headsurgeon.diagnosis import COLLAPSED, Diagnosis, diagnose_encoded
 from headsurgeon.evaluation import ablation_effects
-from headsurgeon.io import ensure_output_dir, now_iso, read_json_document, write_json
+from headsurgeon.io import atomic_write_bytes, ensure_output_dir, now_iso, read_json_document, write_json
 from headsurgeon.models import LoadedModel, load_model
 from headsurgeon.errors import HeadsurgeonError
 from headsurgeon.surgery import SurgeryConfig, SurgeryPlan, operate
@@ -91,7 +91,7 @@ def _stock_reference(factory, cfg: SurgeryConfig, plans: dict[str, SurgeryPlan],
     ab = ablation_effects(loaded, heldout, {str(i): hs for i, hs in enumerate(unique.values())}, batch_size=cfg.eval_batch_size)
     index = {k: str(i) for i, k in enumerate(unique)}
     ab.delta = {arm: ab.delta[index[tuple(hs)]] for arm, hs in heads.items()}
-    save_file({"heldout": heldout.contiguous()}, str(folder / "heldout.safetensors"))
+    atomic_write_bytes(folder / "heldout.safetensors", save({"heldout": heldout.contiguous()}))
     doc = {"schema_version": SCHEMA_VERSION, "package_version": __version__, "kind": "study_stock_reference", "created": now_iso(),
            "key": key, "row": row, "ablation": ab.delta, "base_loss": ab.base_loss, "ablation_tokens": ab.tokens,
            "seconds": round(time.perf_counter() - start, 1), "dir": str(folder)}
