@@ -4,6 +4,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from headsurgeon.errors import HeadsurgeonError
 from headsurgeon.models.adapters import HeadRef
 from headsurgeon.studies import LoraPieces, matched_sizing, surgical_parameter_count, train_lora
 from headsurgeon.surgery import SurgeryPlan, SurgicalSlices, preset
@@ -59,6 +60,10 @@ def test_lora_run_trains_only_lora_and_resumes_to_the_same_weights(study_corpus,
     a = load_file(str(tmp_path / "full" / "adapter" / "final.safetensors"))
     b = load_file(str(tmp_path / "cut" / "adapter" / "final.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    # finished: returned as is
+    # finished: returned as is, nothing rewritten; other settings in the same folder are refused
+    stamp = (tmp_path / "cut" / "manifest.json").stat().st_mtime_ns
     again = train_lora(tiny_lm(), PLAN, out_dir=tmp_path / "cut", config=cfg, progress=False)
-    assert again.manifest["updated" if "updated" in again.manifest else "created"] == resumed.manifest.get("updated", resumed.manifest["created"])
+    assert again.manifest["history"] == resumed.manifest["history"]
+    assert (tmp_path / "cut" / "manifest.json").stat().st_mtime_ns == stamp
+    with pytest.raises(HeadsurgeonError, match="different LoRA run"):
+        train_lora(tiny_lm(), PLAN, out_dir=tmp_path / "cut", config=cfg.with_(lr=0.5), progress=False)
