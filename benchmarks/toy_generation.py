@@ -35,20 +35,21 @@ def _median_ms(fn, repeats: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=10)
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch threads for every preset (0 = each preset's own setting)")
     ap.add_argument("--paper-steps", action="store_true", help="also time paper-size steps")
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    default_threads = torch.get_num_threads()
     task = task_for(PRESETS["tiny-1l"][1])
-    print(f"torch threads: {torch.get_num_threads()}")
-    print(f"{'preset':10s} {'batch x len':>12s} {'generate ms':>12s} {'step ms':>10s} {'gen/step':>9s}")
+    print(f"{'preset':10s} {'threads':>7s} {'batch x len':>12s} {'generate ms':>12s} "
+          f"{'step ms':>10s} {'gen/step':>9s}")
     for name, (_, cfg) in PRESETS.items():
+        torch.set_num_threads(args.threads or cfg.threads or default_threads)
         gen = torch.Generator().manual_seed(0)
         g_ms = _median_ms(lambda: task.generate(cfg.batch_size, cfg.seq_len + 1, gen), args.repeats)
-        shape = f"{cfg.batch_size} x {cfg.seq_len + 1}"
+        shape = f"{torch.get_num_threads():7d} {cfg.batch_size:>5d} x {cfg.seq_len + 1:<4d}"
         if name.startswith("paper") and not args.paper_steps:
-            print(f"{name:10s} {shape:>12s} {g_ms:12.2f} {'(skipped)':>10s} {'':>9s}")
+            print(f"{name:10s} {shape:>20s} {g_ms:12.2f} {'(skipped)':>10s}")
             continue
         model = build_model(cfg, task.vocab_size)
         opt = make_optimizer(cfg, model)
@@ -63,7 +64,7 @@ def main() -> None:
 
         step()  # warm-up
         s_ms = _median_ms(step, 2 if name.startswith("paper") else args.repeats)
-        print(f"{name:10s} {shape:>12s} {g_ms:12.2f} {s_ms:10.2f} {g_ms / s_ms:9.3f}")
+        print(f"{name:10s} {shape:>20s} {g_ms:12.2f} {s_ms:10.2f} {g_ms / s_ms:9.3f}")
 
 
 if __name__ == "__main__":

@@ -134,9 +134,10 @@ def parse_override(text: str) -> tuple[str, Any]:
 #: The small settings are what fits a shared 2-core CPU (SCIENCE.md: 1 layer, dim 64, length 32,
 #: batch 16 and a raised learning rate; we measured 1e-2 to form the sink within ~400 steps and
 #: ReLU attention to need ~1500 to learn the copy). The paper settings are the published ones
-#: (about 17 s per step here: for a machine with a GPU).
+#: (16 s per step for paper-1l, 59 s for paper-3l here: for a machine with a GPU). Small
+#: presets use one thread: on the shared 2-core CPU two threads made a tiny-1l step 25x slower.
 _SMALL = dict(dim=64, seq_len=32, batch_size=16, lr=1e-2, mlp=False, layer_norm=False,
-              log_every=25, eval_batch_size=64, sgd_lr=0.3)
+              log_every=25, eval_batch_size=64, sgd_lr=0.3, threads=1)
 
 PRESETS: dict[str, tuple[str, ToyConfig]] = {
     "tiny-1l": (

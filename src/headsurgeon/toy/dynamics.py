@@ -8,7 +8,8 @@ t - 1; "non-trigger positions" are all other queries t >= 1):
 - ``L{l}H{h}.bos_attn_nontrigger`` / ``.bos_attn_trigger``: mean attention weight on key 0.
 - ``.bos_share_nontrigger``: weight on key 0 divided by the row's total weight. Equal to the
   weight under softmax; under ReLU attention rows need not sum to one, so both are kept.
-- ``.copy_attn_trigger``: mean attention from a trigger position t to key t - 1 (the copy source).
+- ``.copy_attn_trigger``: mean attention from a trigger position t to key t - 1 (the copy
+  source); ``.copy_share_trigger`` divides by the row's total weight, like ``bos_share``.
 - ``.bos_self_weight``: weight of query 0 on itself: 1 under softmax, relu(s_00) under ReLU
   attention, where nothing bounds it (the "position-0 blow-up" of pre-LN + ReLU models).
 - ``.bos_logit``: mean raw score q_t.k_0 / sqrt(D) at non-trigger positions; ``.bos_logit_gap``
@@ -75,6 +76,7 @@ def measure(model: ToyTransformer, x: torch.Tensor, task: BigramBackcopy) -> dic
             out[key + "bos_attn_trigger"] = _mean(bos, q_trig)
             out[key + "bos_share_nontrigger"] = _mean(share, q_non)
             out[key + "copy_attn_trigger"] = _mean(copy, q_trig)
+            out[key + "copy_share_trigger"] = _mean(copy / p.sum(-1).clamp(min=1e-30), q_trig)
             out[key + "bos_self_weight"] = float(p[:, 0, 0].mean())
             out[key + "bos_logit"] = _mean(s[:, :, 0], q_non)
             out[key + "bos_logit_gap"] = _mean(gap, q_non)
@@ -105,7 +107,10 @@ def summarize(row: dict[str, float], n_layers: int, thresholds: Thresholds = Thr
     """Headline numbers of one measurement row (``train`` passes the mean of the rows logged
     in the last 10% of steps), with yes/no verdicts at ``thresholds``.
 
-    The "copy head" is the head with the largest copy attention at trigger positions: the one
+    Verdicts on attention use *shares* of the row's total weight (identical to the weights
+    under softmax; under ReLU attention rows are not normalised, so a weight of 0.3 can be
+    the whole of what the head attends to). The "copy head" is the head with the largest copy
+    attention at trigger positions: the one
     that does the task, so the one whose sink and drain matter. The peak is the largest
     BOS/other residual-norm ratio over block outputs (layers 1..L, not the embedding).
     """
@@ -124,6 +129,7 @@ def summarize(row: dict[str, float], n_layers: int, thresholds: Thresholds = Thr
         "bos_share_nontrigger": row[k + "bos_share_nontrigger"],
         "bos_attn_trigger": row[k + "bos_attn_trigger"],
         "copy_attn_trigger": row[k + "copy_attn_trigger"],
+        "copy_share_trigger": row[k + "copy_share_trigger"],
         "bos_logit_gap": row[k + "bos_logit_gap"],
         "value_norm_ratio": drain_ratio,
         "residual_ratio_by_layer": {str(l): r for l, r in ratios.items()},
@@ -131,8 +137,8 @@ def summarize(row: dict[str, float], n_layers: int, thresholds: Thresholds = Thr
         "residual_peak_ratio": ratios[peak_layer],
     }
     s["verdicts"] = {
-        "sink": s["bos_attn_nontrigger"] > thresholds.sink,
-        "copy_at_triggers": s["copy_attn_trigger"] > thresholds.copy,
+        "sink": s["bos_share_nontrigger"] > thresholds.sink,
+        "copy_at_triggers": s["copy_share_trigger"] > thresholds.copy,
         "drain": drain_ratio < thresholds.drain,
         "peak": ratios[peak_layer] > thresholds.peak,
     }

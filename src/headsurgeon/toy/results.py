@@ -151,7 +151,8 @@ def _yn(flag: bool) -> str:
 
 
 def run_note(run: ToyRunResult, *, title: str = "toy run") -> list[str]:
-    """The closing note of a run: speed, then the reproduced numbers with their verdicts."""
+    """The closing note of a run: speed, then the reproduced numbers with their verdicts.
+    Numbers are means over the rows logged in the last 10% of steps."""
     t, s, c = run.timing, run.summary, run.config
     v, th = s["verdicts"], s["thresholds"]
     res = "  ".join(f"L{k} {r:.2f}" for k, r in s["residual_ratio_by_layer"].items())
@@ -159,10 +160,13 @@ def run_note(run: ToyRunResult, *, title: str = "toy run") -> list[str]:
         f"{title}: {c.steps} steps in {t['wall_s']:.1f} s = {t['steps_per_s']:.1f} steps/s "
         f"(generation {t['generation_ms_per_batch']:.2f} ms/batch = "
         f"{100 * t['generation_fraction']:.0f}% of generation+step; step {t['step_ms']:.2f} ms)",
-        f"copy head {s['copy_head']}; thresholds: sink > {th['sink']}, copy > {th['copy']}, "
+        f"copy head {s['copy_head']}, means over the last 10% of steps; "
+        f"thresholds: sink > {th['sink']}, copy > {th['copy']}, "
         f"drain < {th['drain']}, peak > {th['peak']}",
-        f"  attention on BOS, non-trigger positions   {s['bos_attn_nontrigger']:.3f}   sink: {_yn(v['sink'])}",
-        f"  attention on copy source, trigger pos.    {s['copy_attn_trigger']:.3f}   copy: {_yn(v['copy_at_triggers'])}",
+        f"  attention on BOS, non-trigger positions   {s['bos_attn_nontrigger']:.3f} "
+        f"(share {s['bos_share_nontrigger']:.3f})   sink: {_yn(v['sink'])}",
+        f"  attention on copy source, trigger pos.    {s['copy_attn_trigger']:.3f} "
+        f"(share {s['copy_share_trigger']:.3f})   copy: {_yn(v['copy_at_triggers'])}",
         f"  attention on BOS, trigger positions       {s['bos_attn_trigger']:.3f}",
         f"  BOS value norm / others                   {s['value_norm_ratio']:.3f}   drain: {_yn(v['drain'])}",
         f"  BOS residual norm / others by layer       {res}   peak: {_yn(v['peak'])}",
@@ -178,13 +182,14 @@ def compare_note(result: ToyCompareResult, *, title: str = "toy compare") -> lis
         ("copy head", lambda r: r.summary["copy_head"]),
         ("BOS attn, non-trigger", lambda r: f"{r.summary['bos_attn_nontrigger']:.3f}"),
         ("copy attn, trigger", lambda r: f"{r.summary['copy_attn_trigger']:.3f}"),
+        ("copy share, trigger", lambda r: f"{r.summary['copy_share_trigger']:.3f}"),
         ("BOS value norm ratio", lambda r: f"{r.summary['value_norm_ratio']:.3f}"),
         ("max BOS residual ratio", lambda r: f"{r.summary['residual_peak_ratio']:.2f} "
                                              f"(L{r.summary['residual_peak_layer']})"),
         ("loss trigger", lambda r: f"{r.summary['loss_trigger']:.3f}"),
         ("loss non-trigger", lambda r: f"{r.summary['loss_nontrigger']:.3f}"),
-        ("sink / drain / peak", lambda r: " / ".join(
-            _yn(r.summary["verdicts"][k]) for k in ("sink", "drain", "peak"))),
+        ("sink/copy/drain/peak", lambda r: "/".join(
+            _yn(r.summary["verdicts"][k]) for k in ("sink", "copy_at_triggers", "drain", "peak"))),
     ]
     width = max(14, *(len(n) for n in names))
     lines = [f"{title} ({result.base.steps} steps each)",

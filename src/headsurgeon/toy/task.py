@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -131,6 +132,16 @@ class BigramBackcopy:
         """Boolean tensor, True where ``x`` is a trigger token."""
         return torch.isin(x, torch.tensor(self.triggers, device=x.device))
 
+    @cached_property
+    def _tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Sampling tables, built once: trigger flags, bigram-row CDFs, first-token CDF."""
+        trig = np.zeros(self.vocab_size, dtype=bool)
+        trig[list(self.triggers)] = True
+        cdf = self.transition.cumsum(-1).numpy()
+        first = self.marginal.numpy().copy()
+        first[list(self.triggers)] = 0.0  # the first real token is never a trigger
+        return trig, cdf, (first / first.sum()).cumsum()
+
     def generate(self, batch: int, seq_len: int, generator: torch.Generator) -> torch.Tensor:
         """``(batch, seq_len)`` long tensor of BB sequences, deterministic given the generator.
 
@@ -141,12 +152,7 @@ class BigramBackcopy:
         0.22 vs 0.71 ms for 16 x 33, 9.9 vs 14 ms for 512 x 257), with identical output.
         """
         n = self.n_real
-        trig = np.zeros(self.vocab_size, dtype=bool)
-        trig[list(self.triggers)] = True
-        cdf = self.transition.cumsum(-1).numpy()
-        first = self.marginal.numpy().copy()
-        first[list(self.triggers)] = 0.0  # the first real token is never a trigger
-        first_cdf = (first / first.sum()).cumsum()
+        trig, cdf, first_cdf = self._tables
         u = torch.rand(seq_len, batch, generator=generator, dtype=torch.float64).numpy()
         x = np.empty((seq_len, batch), dtype=np.int64)  # time-major: x[t] is contiguous
         x[0] = self.bos
