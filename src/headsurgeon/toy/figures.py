@@ -68,7 +68,7 @@ def _panels(axes, run, *, with_titles: bool = True) -> None:
 
 def plot_dynamics(run, path: str | Path) -> None:
     """One run: five stacked panels over training steps."""
-    fig, axes = plt.subplots(5, 1, figsize=(7, 12), sharex=True)
+    fig, axes = plt.subplots(5, 1, figsize=(7, 12), sharex=True, layout="constrained")
     c = run.config
     fig.suptitle(f"Bigram-Backcopy, {c.n_layers} layer(s), {c.attention} attention, "
                  f"{c.optimizer} lr {c.lr:g} (copy head {run.summary['copy_head']})", fontsize=10)
@@ -80,7 +80,7 @@ def plot_compare(runs: dict, path: str | Path) -> None:
     """Variants side by side (columns), the five panels as rows, y shared across a row."""
     names = list(runs)
     fig, axes = plt.subplots(5, len(names), figsize=(4.2 * len(names), 12), sharex="col",
-                             sharey="row", squeeze=False)
+                             sharey="row", squeeze=False, layout="constrained")
     for j, name in enumerate(names):
         run = runs[name]
         _panels(axes[:, j], run)

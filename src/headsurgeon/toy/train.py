@@ -11,6 +11,7 @@ claim "generation is not the bottleneck" is measured on every run, not assumed.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -19,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from headsurgeon.errors import HeadsurgeonError
 from headsurgeon.toy.config import ToyConfig
 from headsurgeon.toy.dynamics import Thresholds, measure, summarize
 from headsurgeon.toy.model import ToyTransformer
@@ -106,17 +108,15 @@ def _train(config, task, progress, thresholds, label, on_log) -> ToyRunResult:
         gen_s, step_s = gen_s + (t1 - t0), step_s + (t2 - t1)
         if not torch.isfinite(loss):
             bar.close()
-            from headsurgeon.errors import HeadsurgeonError
-
             raise HeadsurgeonError(f"training diverged at step {step} (loss {loss.item()}); "
                                    "lower the learning rate")
         if step % config.log_every == 0 or step == config.steps:
             row = log(step)
             eval_s += time.perf_counter() - t2
-            copy_head = max((k for k in row if k.endswith("copy_attn_trigger")), key=row.get)
+            copy_key = max((k for k in row if k.endswith(".copy_attn_trigger")), key=row.get)
+            head = copy_key.split(".")[0]
             bar.set_postfix(loss=f"{row['loss']:.3f}",
-                            bos=f"{row[copy_head.replace('copy_attn_trigger', 'bos_attn_nontrigger')]:.2f}",
-                            refresh=False)
+                            bos=f"{row[head + '.bos_attn_nontrigger']:.2f}", refresh=False)
         bar.update(1)
     bar.close()
     wall = time.perf_counter() - t_start
@@ -150,7 +150,6 @@ def tail_mean(columns: dict[str, list[float]], steps: int, fraction: float = 0.1
 def save(result: ToyRunResult, out_dir: str | Path) -> dict[str, str]:
     """Write JSON, CSV, the dynamics figure and the model weights of ``result``."""
     from headsurgeon.toy.figures import plot_dynamics
-    from headsurgeon.toy.results import atomic_write_text  # noqa: F401 - same atomic rule below
 
     out = Path(out_dir)
     files = result.write(out)
@@ -159,10 +158,10 @@ def save(result: ToyRunResult, out_dir: str | Path) -> dict[str, str]:
     files["png"] = str(png)
     if result.model is not None:
         pt = out / "model.pt"
-        tmp = out / ".model.pt.tmp"
+        tmp = out / ".model.pt.tmp"  # atomic like the JSON: write aside, then rename
         torch.save({"config": result.config.to_dict(), "task": result.task,
                     "state_dict": result.model.state_dict()}, tmp)
-        tmp.replace(pt)
+        os.replace(tmp, pt)
         files["model"] = str(pt)
     result.files.update(files)
     result.write(out)  # again, so the JSON lists every file
