@@ -150,6 +150,10 @@ def _yn(flag: bool) -> str:
     return "yes" if flag else "no"
 
 
+def _speed(steps_per_s: float) -> str:
+    return f"{steps_per_s:.1f} steps/s" if steps_per_s >= 1 else f"{1 / steps_per_s:.1f} s/step"
+
+
 def run_note(run: ToyRunResult, *, title: str = "toy run") -> list[str]:
     """The closing note of a run: speed, then the reproduced numbers with their verdicts.
     Numbers are means over the rows logged in the last 10% of steps."""
@@ -157,7 +161,7 @@ def run_note(run: ToyRunResult, *, title: str = "toy run") -> list[str]:
     v, th = s["verdicts"], s["thresholds"]
     res = "  ".join(f"L{k} {r:.2f}" for k, r in s["residual_ratio_by_layer"].items())
     return [
-        f"{title}: {c.steps} steps in {t['wall_s']:.1f} s = {t['steps_per_s']:.1f} steps/s "
+        f"{title}: {c.steps} steps in {t['wall_s']:.1f} s = {_speed(t['steps_per_s'])} "
         f"(generation {t['generation_ms_per_batch']:.2f} ms/batch = "
         f"{100 * t['generation_fraction']:.0f}% of generation+step; step {t['step_ms']:.2f} ms)",
         f"copy head {s['copy_head']}, means over the last 10% of steps; "
@@ -178,7 +182,7 @@ def compare_note(result: ToyCompareResult, *, title: str = "toy compare") -> lis
     """A variants-by-metrics table: the closing note of ``toy compare``."""
     names = list(result.runs)
     rows = [
-        ("steps/s", lambda r: f"{r.timing['steps_per_s']:.1f}"),
+        ("speed", lambda r: _speed(r.timing["steps_per_s"])),
         ("copy head", lambda r: r.summary["copy_head"]),
         ("BOS attn, non-trigger", lambda r: f"{r.summary['bos_attn_nontrigger']:.3f}"),
         ("copy attn, trigger", lambda r: f"{r.summary['copy_attn_trigger']:.3f}"),
