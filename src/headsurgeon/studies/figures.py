@@ -70,7 +70,8 @@ def curves_figure(study: StudyResult):
         ax.tick_params(labelsize=8)
     handles, labels = axes.flat[1].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
-    fig.suptitle(f"{study.model.get('name')}: mean over {_n_seeds(study)} seeds, band = min-max over seeds", fontsize=11)
+    n = _n_seeds(study)
+    fig.suptitle(f"{study.model.get('name')}: mean over {n} seed{'' if n == 1 else 's'}, band = min-max over seeds", fontsize=11)
     fig.tight_layout(rect=(0, 0.07, 1, 0.96))
     return fig
 
