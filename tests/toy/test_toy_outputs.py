@@ -24,7 +24,7 @@ def test_train_writes_versioned_json_csv_png_and_model(tmp_path, bb_task):
     assert data["schema_version"] == SCHEMA_VERSION and data["package_version"] == __version__
     assert data["kind"] == "toy_run" and data["created"].endswith("+00:00")
     assert ToyConfig.from_dict(data["config"]) == r.config
-    assert data["task"]["triggers"] == ["e", "t", "o"]
+    assert data["task"]["triggers"] == [bb_task.alphabet[i] for i in bb_task.triggers]
     assert data["dynamics"]["step"] == [0, 10, 20, 30]
     for key in ("steps_per_s", "generation_ms_per_batch", "step_ms", "generation_fraction"):
         assert data["timing"][key] > 0
