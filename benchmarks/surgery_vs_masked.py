@@ -1,6 +1,6 @@
 """Surgical-slice training versus the paper's way (whole matrices + gradient masks), one run.
 
-    python benchmarks/surgery_vs_masked.py [--targets 20] [--steps 4] [--seq-len 256] [--batch-size 4] [--precision bf16]
+    python benchmarks/surgery_vs_masked.py [--targets 20 | --plan PLAN] [--steps 4] [--seq-len 128] [--batch-size 2] [--precision fp32]
 
 On the default model (SmolLM2-135M) with the ``--targets`` heads of highest BOS mass:
 
@@ -11,7 +11,7 @@ On the default model (SmolLM2-135M) with the ``--targets`` heads of highest BOS 
   matrices (no weight decay, so masked elements stay put).
 
 Both use the same re-initialised values, batches, precision (autocast) and gradient
-checkpointing. Each variant runs in its own process; after the model is loaded and one warm-up
+checkpointing setting (the cpu preset's defaults: fp32, no checkpointing). Each variant runs in its own process; after the model is loaded and one warm-up
 step is done, the resident high-water mark is reset and ``--steps`` optimizer steps are timed.
 Printed: median step time (wall and CPU), peak extra resident memory, trainable and
 optimizer-state element counts, and the ratios surgical / masked.
@@ -34,16 +34,15 @@ from diagnose_vs_naive import _cpu_seconds, read_peak, reset_peak  # noqa: E402 
 VARIANTS = ("surgical", "masked")
 
 
-def build(variant: str, targets: int):
+def build(variant: str, targets: int, plan_path: str | None = None):
     import torch
 
     from headsurgeon.diagnosis import diagnose
     from headsurgeon.models import load_model
-    from headsurgeon.surgery import SurgicalSlices, make_plan
+    from headsurgeon.surgery import SurgeryPlan, SurgicalSlices, make_plan
 
-    loaded = load_model(None)
-    diag = diagnose(loaded, progress=False)
-    plan = make_plan(diag, top=targets)
+    loaded = load_model(None, progress=False)
+    plan = SurgeryPlan.load(plan_path) if plan_path else make_plan(diagnose(loaded, progress=False), top=targets)
     slices = SurgicalSlices(loaded.adapter, plan, seed=0)
     if variant == "surgical":
         slices.install()
@@ -75,10 +74,11 @@ def build(variant: str, targets: int):
 def worker(variant: str, args, result_path: str) -> None:
     import torch
 
-    loaded, params, plan = build(variant, args.targets)
+    loaded, params, plan = build(variant, args.targets, args.plan)
     model = loaded.model
     model.config.use_cache = False
-    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    if args.checkpointing:
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0)
     gen = torch.Generator().manual_seed(0)
@@ -119,9 +119,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--targets", type=int, default=20)
     ap.add_argument("--steps", type=int, default=4)
-    ap.add_argument("--seq-len", type=int, default=256)
-    ap.add_argument("--batch-size", type=int, default=4)
-    ap.add_argument("--precision", choices=("fp32", "bf16"), default="bf16")
+    ap.add_argument("--seq-len", type=int, default=128)
+    ap.add_argument("--batch-size", type=int, default=2)
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    ap.add_argument("--checkpointing", action="store_true", help="gradient checkpointing in both variants")
+    ap.add_argument("--plan", help="use this plan file instead of diagnosing and taking the top --targets heads")
     ap.add_argument("--worker", choices=VARIANTS)
     ap.add_argument("--result")
     args = ap.parse_args()
@@ -133,11 +135,11 @@ def main() -> None:
         with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
             out = fh.name
         cmd = [sys.executable, __file__, "--worker", variant, "--result", out, "--targets", str(args.targets), "--steps", str(args.steps),
-               "--seq-len", str(args.seq_len), "--batch-size", str(args.batch_size), "--precision", args.precision]
+               "--seq-len", str(args.seq_len), "--batch-size", str(args.batch_size), "--precision", args.precision] + (["--checkpointing"] if args.checkpointing else []) + (["--plan", args.plan] if args.plan else [])
         subprocess.run(cmd, check=True)
         results[variant] = json.loads(Path(out).read_text())
     s, m = results["surgical"], results["masked"]
-    print(f"SmolLM2-135M, {s['targets']} target heads, {args.steps} steps of {args.batch_size}x{args.seq_len} tokens, {args.precision}, gradient checkpointing")
+    print(f"SmolLM2-135M, {s['targets']} target heads, {args.steps} steps of {args.batch_size}x{args.seq_len} tokens, {args.precision}, gradient checkpointing {'on' if args.checkpointing else 'off'}")
     print(f"{'':28}{'surgical':>14}{'masked (paper)':>16}{'ratio':>8}")
     for key, label in (("step_seconds", "step time, wall (s)"), ("step_cpu_seconds", "step time, CPU (s)"),
                        ("peak_extra_mib", "peak extra memory (MiB)"), ("trainable_elements", "trainable elements"),

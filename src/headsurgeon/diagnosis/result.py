@@ -81,7 +81,7 @@ class Diagnosis:
 
     def heads(self, *classes: str) -> list[HeadRef]:
         cls = self.classes
-        return [HeadRef(l, h) for l, h in zip(*np.nonzero(np.isin(cls, classes)))]
+        return [HeadRef(int(l), int(h)) for l, h in zip(*np.nonzero(np.isin(cls, classes)))]
 
     def collapsed(self) -> list[HeadRef]:
         return self.heads(*COLLAPSED)
