@@ -49,6 +49,7 @@ def test_mlp_dormancy_counts_the_neurons_made_quiet(family, up, down, transposed
     assert [r["dormant"] for r in res["per_layer"]] == [2, 1]
     n = res["per_layer"][0]["neurons"]
     assert res["neurons"] == 2 * n and res["dormant"] == 3 and res["fraction"] == pytest.approx(3 / (2 * n))
+    assert res["min_product"] == pytest.approx(0.001 * hidden * 0.1, abs=1e-6)  # 0.01 x 0.1 x sqrt(hidden) each
     assert hidden * 0.1 * 0.1 > 0.01
     assert mlp_dormancy(lm, threshold=0.5)["dormant"] == 2 * n  # 0.32 < 0.5: everything is dormant
     same = compare_dormancy({"a": res, "b": mlp_dormancy(lm)})

@@ -145,6 +145,7 @@ def column_figure(c: Comparison):
         ax.legend(fontsize=7, ncol=2 if len(cols) > 8 else 1, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         ax.set_title("Column drift over the run: mean |delta| per head index vs the first input (targets excluded)", fontsize=10)
     ax.axhline(c.threshold, color="grey", ls=":", lw=1)
+    ax.set_ylim(bottom=0)
     ax.set_ylabel("mean |delta BOS mass|")
     fig.tight_layout()
     return fig
@@ -164,13 +165,15 @@ def zone_figure(c: Comparison):
             a1.plot(x, [r["zones"][z]["mean_abs_delta"] for r in traj], marker="o", ms=3, color=_ZONE_COLORS[z], label=lab)
         a2.plot(x, [100 * r["zones"][z]["drifting"] / n for r in traj], marker="o", ms=3, color=_ZONE_COLORS[z], label=lab)
     a1.axhline(c.threshold, color="grey", ls=":", lw=1)
+    a1.set_ylim(bottom=0)
+    a2.set_ylim(bottom=0)
     a1.set_ylabel("mean |delta BOS mass| (frozen heads)")
     a2.set_ylabel(f"% of heads drifting (|delta| > {c.threshold:g})")
     for a in (a1, a2):
         a.set_xlabel(xlabel)
         a.legend(fontsize=7)
     if not c.frozen_in_zone:
-        a1.text(0.02, 0.97, "no frozen heads inside the zone in this plan", transform=a1.transAxes, fontsize=7, va="top", color="dimgrey")
+        a1.text(0.02, 0.5, "no frozen heads inside the zone in this plan", transform=a1.transAxes, fontsize=7, va="center", color="dimgrey")
     fig.suptitle(f"Drift per zone vs {c.labels[0]}: early global redistribution vs late in-zone degradation", fontsize=10)
     fig.tight_layout()
     return fig
@@ -213,7 +216,9 @@ def perplexity_figure(traj: dict):
     if values and max(values) / max(min(values), 1e-9) > 4:
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.yaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "235" else ""))
+        # within a decade every minor tick gets a label; wider ranges label 2, 3 and 5 only
+        narrow = max(values) / min(values) < 10
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}" if narrow or f"{v:g}"[0] in "235" else ""))
     ax.set_xlabel("optimizer step (0 = right after re-initialisation)")
     ax.set_ylabel("perplexity")
     ax.legend(fontsize=8, title="dashed: stock model", title_fontsize=7)

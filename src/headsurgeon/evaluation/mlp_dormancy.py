@@ -22,18 +22,23 @@ def _neuron_norms(weight: torch.Tensor, dim: int) -> torch.Tensor:
 
 @torch.no_grad()
 def mlp_dormancy(loaded: LoadedModel, *, threshold: float = 0.01) -> dict:
-    """``{threshold, neurons, dormant, fraction, per_layer: [{layer, neurons, dormant, fraction}]}``."""
+    """``{threshold, neurons, dormant, fraction, min_product, per_layer: [{layer, neurons, dormant,
+    fraction, min_product}]}``; ``min_product`` (the quietest neuron's norm product) shows how far
+    a model is from the threshold when nothing is dormant."""
     ad = loaded.adapter
     rows = []
     for layer in range(ad.num_layers):
         axes = ad.neuron_axes(layer)
         up = _neuron_norms(ad.parameter(axes.up), axes.up_dim)
         down = _neuron_norms(ad.parameter(axes.down), axes.down_dim)
-        dormant = int(((up * down) < threshold).sum())
-        rows.append({"layer": layer, "neurons": int(up.numel()), "dormant": dormant, "fraction": dormant / up.numel()})
+        product = up * down
+        dormant = int((product < threshold).sum())
+        rows.append({"layer": layer, "neurons": int(up.numel()), "dormant": dormant, "fraction": dormant / up.numel(),
+                     "min_product": round(float(product.min()), 6)})
     total = sum(r["neurons"] for r in rows)
     dormant = sum(r["dormant"] for r in rows)
-    return {"threshold": threshold, "neurons": total, "dormant": dormant, "fraction": dormant / total if total else 0.0, "per_layer": rows}
+    return {"threshold": threshold, "neurons": total, "dormant": dormant, "fraction": dormant / total if total else 0.0,
+            "min_product": min((r["min_product"] for r in rows), default=None), "per_layer": rows}
 
 
 def compare_dormancy(results: dict[str, dict]) -> dict:

@@ -23,7 +23,7 @@ figure img{max-width:100%;height:auto;display:block}figcaption{font-size:.8em;co
 .card{background:#fff;border:1px solid #ddd;border-radius:6px;padding:8px 12px;min-width:150px}
 .card b{display:block;font-size:1.25em}.card span{font-size:.8em;color:#555}
 .ok{color:#1a7f37}.bad{color:#c62828}.note{background:#fff8e1;border-left:4px solid #f0b400;padding:6px 10px;margin:6px 0;font-size:.9em}
-pre.gen{white-space:pre-wrap;font-size:.82em;margin:0;max-width:360px}
+pre.gen{white-space:pre-wrap;font-size:1em;margin:0;max-width:440px}
 .muted{color:#666;font-size:.85em}
 """
 

@@ -76,8 +76,13 @@ def cached(run: RunRecord, name: str, key: dict, reuse: bool, compute) -> dict:
     return result
 
 
+#: Bumped when a piece's result layout changes, so older caches are recomputed.
+CACHE_VERSION = 2
+
+
 def _key(run: RunRecord, models: dict[str, Path], **settings) -> dict:
-    return {"run_updated": run.manifest.get("updated"), "models": {k: str(v) for k, v in models.items()}, **settings}
+    return {"cache_version": CACHE_VERSION, "run_updated": run.manifest.get("updated"), "models": {k: str(v) for k, v in models.items()},
+            **settings}
 
 
 def generations_piece(run: RunRecord, models: dict[str, Path], prompts: list[str] | None, settings: GenerationSettings,

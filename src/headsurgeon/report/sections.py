@@ -197,8 +197,9 @@ def dormancy_section(d: dict) -> str:
                                                     for k in labels] for i, r in enumerate(first["per_layer"])]
     rows.append(["all", num(first["neurons"])] + [f"{num(g['models'][k]['dormant'])} ({pct(g['models'][k]['fraction'], 2)})" for k in labels])
     verdict = "identical in every layer" if g["identical"] else "DIFFERENT between models"
+    quietest = ", ".join(f"{k} {num(g['models'][k].get('min_product'))}" for k in labels)
     return (f"<p>A neuron is dormant when ||up row|| x ||down column|| &lt; {first['threshold']}. Dormant counts are "
-            f"<b class='{'ok' if g['identical'] else 'bad'}'>{verdict}</b>.</p>"
+            f"<b class='{'ok' if g['identical'] else 'bad'}'>{verdict}</b>. Smallest product in the model: {esc(quietest)}.</p>"
             + table(["layer", "neurons"] + labels, rows, numeric=set(range(0, 2 + len(labels)))))
 
 
