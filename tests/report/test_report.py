@@ -33,6 +33,10 @@ def test_report_json_holds_every_piece(full_report, tiny_run):
     assert [i["label"] for i in d["comparison"]["inputs"]] == ["stock", "step 0 (re-init)", "step 2", "step 4"]
     assert d["comparison"]["zone"] == {"targets": ["L0H1", "L1H2"], "frozen_in_zone": ["L1H3"]}
     assert d["run"]["invariant"]["final"]["held"] and d["run"]["status"] == "finished"
+    # frozen heads of the first target's layer (0) read an unchanged input: no drift at all, ever
+    c = compare([tiny_run])
+    for j in range(1, len(c.labels)):
+        assert (c.delta(j)[0, [0, 2, 3]] == 0).all()
     # optional pieces: stock vs repaired checkpoints
     gen = d["generations"]
     labels = list(gen["texts"])
