@@ -104,6 +104,15 @@ def test_html_section_is_a_self_contained_fragment(study):
     assert "inconclusive" in html or "holds" in html or "reversed" in html
 
 
+def test_markdown_tables(study):
+    from headsurgeon.studies import arm_table, verdict_table
+
+    st, _ = study
+    table = verdict_table(st).splitlines()
+    assert len(table) == 2 + len(st.claims()) and all(line.count("|") == 11 for line in table)
+    assert arm_table(st).splitlines()[0] == "| figure | " + " | ".join(ARMS) + " |"
+
+
 def test_cli_study_on_a_saved_tiny_model(study_corpus, tmp_path):
     from headsurgeon.cli.main import run
 

@@ -44,7 +44,7 @@ def _num(x, digits: int = 4) -> str:
     exponent unless the number is tiny."""
     if x is None:
         return "n/a"
-    if isinstance(x, int) or (float(x).is_integer() and abs(x) >= 100):
+    if isinstance(x, int) or float(x).is_integer():
         return f"{int(x):,}"
     ax = abs(x)
     if ax >= 1000:

@@ -1,0 +1,48 @@
+"""The verdict table and per-arm headline numbers as Markdown (for READMEs and notes).
+
+Same numbers and wording as the HTML section; only primary metrics in the verdict table.
+"""
+
+from __future__ import annotations
+
+from .aggregate import METRIC_LABELS
+from .html import _num
+from .result import StudyResult
+from .settings import ARMS
+from .stats import Stats
+
+_WORDS = {"holds": "**holds**", "reversed": "**reversed** (the reference arm is better)", "inconclusive": "inconclusive"}
+HEADLINE = ("heldout_ppl_best", "heldout_best_vs_stock", "other_ppl_at_best", "other_at_best_vs_stock", "recovery_final",
+            "ablation_delta_final", "ablation_delta_stock", "drift_count", "trainable_parameters", "compute_seconds")
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")  # a pipe inside a cell would end it
+
+
+def _ci(s: Stats) -> str:
+    if s.mean is None:
+        return "n/a"
+    return _num(s.mean) if s.n < 2 else f"{_num(s.mean)} [{_num(s.ci_low)}, {_num(s.ci_high)}]"
+
+
+def verdict_table(study: StudyResult, *, primary_only: bool = True) -> str:
+    rows = ["| claim | arms | metric | arm | reference | difference (favourable > 0) [95% CI] | relative | d_z | seeds | verdict |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for v in study.verdicts:
+        if primary_only and not v.primary:
+            continue
+        rel = "" if v.relative is None else f"{100 * v.relative:+.1f}%"
+        dz = "n/a" if v.d_z is None else f"{v.d_z:.2f}"
+        rows.append(f"| {v.text} | {v.arm} vs {v.reference} | {_cell(METRIC_LABELS.get(v.metric, v.metric))} ({v.better} is better) | "
+                    f"{_num(v.arm_mean)} | {_num(v.reference_mean)} | {_ci(v.difference)} | {rel} | {dz} | {len(v.seeds)} | {_WORDS[v.outcome]} |")
+    return "\n".join(rows)
+
+
+def arm_table(study: StudyResult, metrics: tuple[str, ...] = HEADLINE) -> str:
+    """Mean [95% CI] over seeds per arm (columns) and figure (rows)."""
+    arms = [a for a in ARMS if a in study.arms]
+    rows = ["| figure | " + " | ".join(arms) + " |", "|---|" + "---|" * len(arms)]
+    for m in metrics:
+        rows.append(f"| {_cell(METRIC_LABELS.get(m, m))} | " + " | ".join(_ci(study.arms[a][m]) for a in arms) + " |")
+    return "\n".join(rows)
