@@ -8,7 +8,11 @@ On the default model (SmolLM2-135M) with the ``--targets`` heads of highest BOS 
   parameters; AdamW holds state for them alone;
 * **masked** — the paper's way: every Q/K/V/O weight matrix of a layer that holds a target is
   trainable, gradient hooks zero everything outside the targets' slices, AdamW over the whole
-  matrices (no weight decay, so masked elements stay put).
+  matrices (no weight decay, so masked elements stay put);
+* **floor** — a control, not a method: nothing is trainable, the residual stream entering the
+  first target layer is made to require a gradient, and the same forward and backward run. No
+  weight gradient is computed at all, so this is the least any method that trains these heads
+  by backpropagation must spend; it shows how much of a step the surgery could possibly save.
 
 Both use the same re-initialised values, batches, precision (autocast) and gradient
 checkpointing setting (the cpu preset's defaults: fp32, no checkpointing). Each variant runs in its own process; after the model is loaded and one warm-up
@@ -31,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from diagnose_vs_naive import _cpu_seconds, read_peak, reset_peak  # noqa: E402  (shared memory probes)
 
-VARIANTS = ("surgical", "masked")
+VARIANTS = ("surgical", "masked", "floor")
 
 
 def build(variant: str, targets: int, plan_path: str | None = None):
@@ -47,6 +51,20 @@ def build(variant: str, targets: int, plan_path: str | None = None):
     if variant == "surgical":
         slices.install()
         return loaded, slices.parameters(), plan
+    if variant == "floor":
+        for p in loaded.model.parameters():
+            p.requires_grad_(False)
+        first = min(h.layer for h in plan.targets)
+
+        def needs_grad(module, args, kwargs):
+            hidden = args[0] if args else kwargs["hidden_states"]
+            hidden = hidden.detach().requires_grad_(True)
+            if args:
+                return (hidden, *args[1:]), kwargs
+            return args, {**kwargs, "hidden_states": hidden}
+
+        loaded.adapter.block(first).register_forward_pre_hook(needs_grad, with_kwargs=True)
+        return loaded, [], plan
     params = dict(loaded.model.named_parameters())
     for p in params.values():
         p.requires_grad_(False)
@@ -80,7 +98,8 @@ def worker(variant: str, args, result_path: str) -> None:
     if args.checkpointing:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     model.train()
-    opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0)
+    torch.set_num_threads(args.threads)
+    opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0) if params else None
     gen = torch.Generator().manual_seed(0)
     dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
 
@@ -89,9 +108,10 @@ def worker(variant: str, args, result_path: str) -> None:
         with torch.autocast("cpu", dtype=dtype, enabled=args.precision == "bf16"):
             loss = model(input_ids=ids, labels=ids).loss
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        if opt is not None:
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
 
     step()  # warm-up: allocates optimizer state
     base, method = reset_peak()
@@ -102,7 +122,7 @@ def worker(variant: str, args, result_path: str) -> None:
         wall.append(time.perf_counter() - t0)
         cpu.append(_cpu_seconds() - c0)
     peak = read_peak(method) - base
-    state = sum(t.numel() for s in opt.state.values() for t in s.values() if torch.is_tensor(t) and t.ndim > 0)
+    state = 0 if opt is None else sum(t.numel() for s in opt.state.values() for t in s.values() if torch.is_tensor(t) and t.ndim > 0)
     Path(result_path).write_text(json.dumps({
         "variant": variant,
         "step_seconds": statistics.median(wall),
@@ -115,6 +135,12 @@ def worker(variant: str, args, result_path: str) -> None:
     }))
 
 
+def torch_threads_default() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--targets", type=int, default=20)
@@ -124,6 +150,7 @@ def main() -> None:
     ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     ap.add_argument("--checkpointing", action="store_true", help="gradient checkpointing in both variants")
     ap.add_argument("--plan", help="use this plan file instead of diagnosing and taking the top --targets heads")
+    ap.add_argument("--threads", type=int, default=torch_threads_default(), help="torch threads per variant (default: all cores)")
     ap.add_argument("--worker", choices=VARIANTS)
     ap.add_argument("--result")
     args = ap.parse_args()
@@ -135,19 +162,25 @@ def main() -> None:
         with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
             out = fh.name
         cmd = [sys.executable, __file__, "--worker", variant, "--result", out, "--targets", str(args.targets), "--steps", str(args.steps),
-               "--seq-len", str(args.seq_len), "--batch-size", str(args.batch_size), "--precision", args.precision] + (["--checkpointing"] if args.checkpointing else []) + (["--plan", args.plan] if args.plan else [])
+               "--seq-len", str(args.seq_len), "--threads", str(args.threads), "--batch-size", str(args.batch_size), "--precision", args.precision] + (["--checkpointing"] if args.checkpointing else []) + (["--plan", args.plan] if args.plan else [])
         subprocess.run(cmd, check=True)
         results[variant] = json.loads(Path(out).read_text())
-    s, m = results["surgical"], results["masked"]
-    print(f"SmolLM2-135M, {s['targets']} target heads, {args.steps} steps of {args.batch_size}x{args.seq_len} tokens, {args.precision}, gradient checkpointing {'on' if args.checkpointing else 'off'}")
-    print(f"{'':28}{'surgical':>14}{'masked (paper)':>16}{'ratio':>8}")
+    s, m, f = results["surgical"], results["masked"], results["floor"]
+    print(f"SmolLM2-135M, {s['targets']} target heads, {args.steps} steps of {args.batch_size}x{args.seq_len} tokens, {args.precision}, "
+          f"gradient checkpointing {'on' if args.checkpointing else 'off'}, {args.threads} thread(s)")
+    print(f"{'':28}{'surgical':>14}{'masked (paper)':>16}{'floor':>12}{'surg/masked':>13}{'floor/masked':>14}")
     for key, label in (("step_seconds", "step time, wall (s)"), ("step_cpu_seconds", "step time, CPU (s)"),
                        ("peak_extra_mib", "peak extra memory (MiB)"), ("trainable_elements", "trainable elements"),
                        ("optimizer_state_elements", "optimizer state elements")):
-        ratio = s[key] / m[key] if m[key] else float("nan")
-        print(f"{label:28}{s[key]:>14.3f}{m[key]:>16.3f}{ratio:>8.3f}" if isinstance(s[key], float) else f"{label:28}{s[key]:>14}{m[key]:>16}{ratio:>8.3f}")
+        r1 = s[key] / m[key] if m[key] else float("nan")
+        r2 = f[key] / m[key] if m[key] else float("nan")
+        fmt = "{:>14.3f}{:>16.3f}{:>12.3f}" if isinstance(s[key], float) else "{:>14}{:>16}{:>12}"
+        print(f"{label:28}" + fmt.format(s[key], m[key], f[key]) + f"{r1:>13.3f}{r2:>14.3f}")
     print(f"optimizer state == surgical parameter count: {s['optimizer_state_elements'] == 2 * s['trainable_elements']} "
           f"(AdamW keeps 2 moments per element: {s['optimizer_state_elements']} = 2 x {s['trainable_elements']})")
+    saved, possible = m["step_seconds"] - s["step_seconds"], m["step_seconds"] - f["step_seconds"]
+    print(f"step time the surgery saves: {saved:.3f} s of the {possible:.3f} s any backprop method could save "
+          f"(floor = no weight gradients at all, {f['step_seconds'] / m['step_seconds']:.2f}x masked)")
     print(json.dumps(results))
 
 

@@ -1,18 +1,25 @@
 """Train only what changes: surgical slices as their own small parameters.
 
-For every parameter that contains a surgical region (a target's Q/K/V rows, its output
-columns), the full tensor is frozen and a :class:`SplicedWeight` parametrization holds just
-the regions as trainable ``nn.Parameter`` pieces; on every forward it returns the frozen tensor
-with the pieces written in. Consequences, by construction:
+For every projection that contains a surgical region (a target's Q/K/V rows, its output
+columns), the weight stays a frozen tensor with the regions set to zero, and a
+:class:`SliceDelta` submodule holds just the regions as trainable ``nn.Parameter`` pieces. A
+forward hook adds each piece's contribution to the projection's output with its own small
+matmul (``x @ piece^T`` into the piece's output features, or ``x[..., cols] @ piece^T`` for an
+output-projection column block). Consequences, by construction:
 
 * gradients and optimizer state exist for the pieces only (memory scales with heads repaired);
-* every element outside the regions is read from the untouched original, so it stays
-  bit-identical whatever the optimizer does (weight decay included);
-* AdamW on the pieces gives exactly what AdamW on whole matrices with masked gradients gives
-  (Adam is element-wise and a masked element's moments stay zero; tested).
+* no weight gradient of a whole matrix is ever computed: the backward pass does the frozen
+  matrix's input gradient (needed anyway to reach earlier targets) plus the pieces' small
+  products, which is what makes a step cheaper than masking whole matrices;
+* every element outside the regions is never written, so it stays bit-identical whatever the
+  optimizer does (weight decay included);
+* AdamW on the pieces gives what AdamW on whole matrices with masked gradients gives (Adam is
+  element-wise and a masked element's moments stay zero; equal up to float summation order,
+  tested).
 
-:func:`merge` writes the pieces back and removes the parametrizations, so ``save_pretrained``
-produces a plain model that ``transformers`` loads without headsurgeon.
+:func:`SurgicalSlices.merge` writes the pieces into the regions and removes the hooks, so
+``save_pretrained`` produces a plain model that ``transformers`` loads without headsurgeon;
+:func:`SurgicalSlices.remove` puts the original region values back instead.
 """
 
 from __future__ import annotations
@@ -21,29 +28,51 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils import parametrize
 
 from headsurgeon.models.adapters import FamilyAdapter, HeadRef, TensorSlice
 
 from .plan import SurgeryPlan
 
+#: Name of the submodule that carries the pieces inside each touched projection.
+SLICES_ATTR = "headsurgeon_slices"
 
-class SplicedWeight(nn.Module):
-    """Parametrization: ``original`` with ``regions`` replaced by trainable ``pieces``."""
 
-    def __init__(self, regions: list[TensorSlice], values: list[torch.Tensor]):
+class SliceDelta(nn.Module):
+    """The trainable pieces of one projection and the hook that adds their contribution.
+
+    Each entry is ``(kind, start, stop)``: ``out_w`` a block of output features of the weight
+    (piece in ``nn.Linear`` form ``[stop-start, in]``), ``in_w`` a block of input features
+    (piece ``[out, stop-start]``), ``bias`` a block of the bias. Pieces are stored in the
+    weight's own layout (``[in, out]`` for GPT-2's ``Conv1D``) so checkpoints hold plain
+    regions; ``transposed`` turns them into ``nn.Linear`` form on the fly.
+    """
+
+    def __init__(self, entries: list[tuple[str, int, int]], values: list[torch.Tensor], transposed: bool,
+                 dtype: torch.dtype = torch.float32):
         super().__init__()
-        self.regions = [(r.dim, r.start, r.stop) for r in regions]
-        self.pieces = nn.ParameterList([nn.Parameter(v.detach().clone().float()) for v in values])
+        self.entries = entries
+        self.transposed = transposed
+        self.pieces = nn.ParameterList([nn.Parameter(v.detach().clone().to(dtype)) for v in values])
 
-    def forward(self, original: torch.Tensor) -> torch.Tensor:
-        out = original.clone()
-        for (dim, start, stop), piece in zip(self.regions, self.pieces):
-            idx = [slice(None)] * out.ndim
-            idx[dim] = slice(start, stop)
-            out[tuple(idx)] = piece.to(out.dtype)
-        return out
+    def _linear_form(self, kind: str, piece: torch.Tensor) -> torch.Tensor:
+        return piece.t() if self.transposed and kind != "bias" else piece
+
+    def hook(self, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+        x = args[0]
+        autocast = torch.is_autocast_enabled(x.device.type)
+        for (kind, start, stop), piece in zip(self.entries, self.pieces):
+            w = self._linear_form(kind, piece)
+            if kind == "bias":
+                output.narrow(-1, start, stop - start).add_(w.to(output.dtype))
+                continue
+            w = w if autocast else w.to(x.dtype)  # autocast casts itself; fp32 pieces stay the master copy
+            if kind == "out_w":
+                output.narrow(-1, start, stop - start).add_(F.linear(x, w))
+            else:  # in_w: these input features reach every output feature
+                output.add_(F.linear(x.narrow(-1, start, stop - start), w))
+        return output
 
 
 @dataclass
@@ -97,7 +126,7 @@ def initial_values(adapter: FamilyAdapter, regions: list[Region], seed: int, *, 
 
 
 class SurgicalSlices:
-    """Installs, exposes and merges the trainable pieces of one model."""
+    """Installs, exposes and merges (or removes) the trainable pieces of one model."""
 
     def __init__(self, adapter: FamilyAdapter, plan: SurgeryPlan, *, seed: int = 0, reinitialise: bool = True):
         self.adapter = adapter
@@ -105,29 +134,61 @@ class SurgicalSlices:
         self.plan = plan
         self.regions = surgical_regions(adapter, plan)
         self._values = initial_values(adapter, self.regions, seed, reinitialise=reinitialise)
-        self.installed: dict[str, SplicedWeight] = {}
+        #: parameter name -> [(index into ``regions``, its trainable piece), ...]
+        self.installed: dict[str, list[tuple[int, nn.Parameter]]] = {}
+        self._originals: dict[int, torch.Tensor] = {}
+        self._handles: list = []
+        self._modules: list[nn.Module] = []
+
+    def _kind(self, region: TensorSlice, param: torch.Tensor) -> str:
+        if param.ndim == 1:
+            return "bias"
+        return "out_w" if region.dim == self.adapter.weight_output_dim else "in_w"
 
     def install(self) -> "SurgicalSlices":
-        """Freeze the whole model and splice trainable pieces into the touched parameters."""
+        """Freeze the whole model, zero the regions and attach the pieces to their projections."""
         for p in self.model.parameters():
             p.requires_grad_(False)
         by_param: dict[str, list[int]] = defaultdict(list)
         for i, r in enumerate(self.regions):
             by_param[r.slice.param].append(i)
-        for name, idx in by_param.items():
-            module_name, attr = name.rsplit(".", 1)
+        by_module: dict[str, list[str]] = defaultdict(list)
+        for name in by_param:
+            by_module[name.rsplit(".", 1)[0]].append(name)
+        transposed = self.adapter.weight_output_dim == 1
+        for module_name, names in by_module.items():
             module = self.model.get_submodule(module_name)
-            spliced = SplicedWeight([self.regions[i].slice for i in idx], [self._values[i] for i in idx])
-            parametrize.register_parametrization(module, attr, spliced, unsafe=True)
-            getattr(module.parametrizations, attr).original.requires_grad_(False)
-            self.installed[name] = spliced
+            entries, values, owners = [], [], []
+            for name in names:
+                param = self.adapter.parameter(name)
+                for i in by_param[name]:
+                    sl = self.regions[i].slice
+                    view = sl.view(param.data)
+                    self._originals[i] = view.detach().clone()
+                    with torch.no_grad():
+                        view.zero_()
+                    entries.append((self._kind(sl, param), sl.start, sl.stop))
+                    values.append(self._values[i])
+                    owners.append((name, i))
+            # fp32 master copies for half-precision weights; float64 models keep float64
+            dtype = torch.promote_types(self.adapter.parameter(names[0]).dtype, torch.float32)
+            delta = SliceDelta(entries, values, transposed, dtype)
+            module.add_module(SLICES_ATTR, delta)
+            self._handles.append(module.register_forward_hook(delta.hook))
+            self._modules.append(module)
+            for (name, i), piece in zip(owners, delta.pieces):
+                self.installed.setdefault(name, []).append((i, piece))
         return self
 
+    def _pieces_of(self, name: str) -> list[tuple[int, nn.Parameter]]:
+        return self.installed[name]
+
     def parameters(self) -> list[nn.Parameter]:
-        return [p for s in self.installed.values() for p in s.pieces]
+        return [p for name in self.installed for _, p in self._pieces_of(name)]
 
     def named_pieces(self) -> dict[str, nn.Parameter]:
-        return {f"{name}#{i}": p for name, s in self.installed.items() for i, p in enumerate(s.pieces)}
+        """Pieces under stable names ``<parameter>#<k>`` (k-th region of that parameter)."""
+        return {f"{name}#{k}": p for name in self.installed for k, (_, p) in enumerate(self._pieces_of(name))}
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -137,26 +198,44 @@ class SurgicalSlices:
             for key, p in self.named_pieces().items():
                 p.copy_(tensors[key])
 
+    def _spliced(self, name: str, base: torch.Tensor) -> torch.Tensor:
+        out = base.detach().clone()
+        for i, piece in self._pieces_of(name):
+            self.regions[i].slice.view(out).copy_(piece.detach().to(out.dtype))
+        return out
+
     @torch.no_grad()
     def merged_state_dict(self) -> dict[str, torch.Tensor]:
         """The model's state dict under its original names, pieces written in (training goes on)."""
-        sd = {}
-        for key, value in self.model.state_dict().items():
-            if ".parametrizations." in key:
-                continue
-            sd[key] = value
-        for name, spliced in self.installed.items():
-            module_name, attr = name.rsplit(".", 1)
-            module = self.model.get_submodule(module_name)
-            sd[name] = spliced(getattr(module.parametrizations, attr).original).detach().clone()
+        sd = {k: v for k, v in self.model.state_dict().items() if f".{SLICES_ATTR}." not in k}
+        for name in self.installed:
+            if name in sd:
+                sd[name] = self._spliced(name, sd[name])
         return sd
+
+    def _detach_modules(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        for module in self._modules:
+            delattr(module, SLICES_ATTR)
+        self._modules.clear()
+        self.installed.clear()
 
     @torch.no_grad()
     def merge(self) -> None:
-        """Write the pieces back into plain parameters and remove the parametrizations."""
-        for name in list(self.installed):
-            module_name, attr = name.rsplit(".", 1)
-            module = self.model.get_submodule(module_name)
-            parametrize.remove_parametrizations(module, attr, leave_parametrized=True)
-            getattr(module, attr).requires_grad_(False)
-        self.installed.clear()
+        """Write the pieces into the frozen parameters and remove the hooks: a plain model again."""
+        for name in self.installed:
+            param = self.adapter.parameter(name)
+            for i, piece in self._pieces_of(name):
+                self.regions[i].slice.view(param.data).copy_(piece.detach().to(param.dtype))
+        self._detach_modules()
+
+    @torch.no_grad()
+    def remove(self) -> None:
+        """Undo :meth:`install`: put the original region values back and remove the hooks."""
+        for name in self.installed:
+            param = self.adapter.parameter(name)
+            for i, _ in self._pieces_of(name):
+                self.regions[i].slice.view(param.data).copy_(self._originals[i])
+        self._detach_modules()

@@ -120,6 +120,10 @@ class FamilyAdapter:
     block_path: ClassVar[str] = ""
     #: Whether the forward path must be switched to ``eager`` to return attention weights.
     needs_eager: ClassVar[bool] = True
+    #: Which dimension of a projection weight indexes the module's *output* features: 0 for
+    #: ``nn.Linear`` (``[out, in]``, ``y = x W^T + b``), 1 for GPT-2's ``Conv1D`` (``[in, out]``,
+    #: ``y = x W + b``). Surgery uses it to compute a slice's contribution on its own.
+    weight_output_dim: ClassVar[int] = 0
 
     def __init__(self, model: nn.Module):
         self.model = model

@@ -14,6 +14,7 @@ class GPT2Adapter(FamilyAdapter):
     attention_path = "transformer.h.{layer}.attn"
     output_projection_path = "transformer.h.{layer}.attn.c_proj"
     block_path = "transformer.h.{layer}"
+    weight_output_dim = 1  # Conv1D stores [in, out]
 
     def head_slices(self, layer: int, head: int) -> HeadSlices:
         self.check_head(layer, head)
