@@ -140,10 +140,10 @@ def operate(
             f"needs ({cfg.batch_size * cfg.grad_accum}); use more text, a shorter --seq-len or smaller batches"
         )
     scheduler = make_scheduler(optimizer, cfg, total)
-    if accelerator.num_processes > 1:
-        loaded.model = accelerator.prepare_model(loaded.model)
-    else:
-        loaded.model.to(accelerator.device)
+    # Under several processes the training forward goes through DDP; evaluation and saving keep
+    # using the plain model (``loaded.model``), which the wrapper shares its parameters with.
+    loaded.model.to(accelerator.device)
+    train_model = accelerator.prepare_model(loaded.model) if accelerator.num_processes > 1 else loaded.model
     optimizer = accelerator.prepare_optimizer(optimizer)
     state = LoopState()
 
@@ -205,7 +205,7 @@ def operate(
 
     start = time.perf_counter()
     try:
-        state = train_loop(accelerator=accelerator, model=loaded.model, slices=slices, optimizer=optimizer, scheduler=scheduler,
+        state = train_loop(accelerator=accelerator, model=train_model, slices=slices, optimizer=optimizer, scheduler=scheduler,
                            train=corpus.train, cfg=cfg, total_steps=total, state=state, on_step=on_step, progress=progress)
     except NonFiniteLoss as exc:
         manifest["status"] = f"stopped: {exc}"

@@ -48,13 +48,20 @@ def make_accelerator(precision: str):
     accelerate keeps one process-wide state and refuses a second precision in the same process
     (a notebook, or a study running fp32 and bf16 arms); in a single process we reset it, under
     ``accelerate launch`` the launcher's settings win.
+
+    Several processes without a GPU (``torchrun --nproc_per_node N -m headsurgeon operate ...``)
+    need ``cpu=True``: without it accelerate falls back to one process per launch, and every
+    process would train alone and write the same run folder.
     """
+    import os
+
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, PartialState
 
     if AcceleratorState._shared_state and PartialState().num_processes == 1:
         AcceleratorState._reset_state()
-    return Accelerator(mixed_precision={"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[precision])
+    multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+    return Accelerator(mixed_precision={"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[precision], cpu=multi_cpu)
 
 
 def make_scheduler(optimizer, cfg: SurgeryConfig, total_steps: int):
