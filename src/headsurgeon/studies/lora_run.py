@@ -30,10 +30,10 @@ from headsurgeon.errors import HeadsurgeonError
 from headsurgeon.io import ensure_output_dir, read_json_document, write_json
 from headsurgeon.models import LoadedModel
 from headsurgeon.surgery import SurgeryConfig, SurgeryPlan, SurgeryResult
-from headsurgeon.surgery.checkpoint import latest_training_state, load_training_state, save_training_state, set_rng_state
+from headsurgeon.surgery.checkpoint import save_training_state
 from headsurgeon.surgery.manifest import fingerprint, new_manifest
 from headsurgeon.surgery.monitor import evaluate_state
-from headsurgeon.surgery.train import LoopState, NonFiniteLoss, make_accelerator, make_scheduler, steps_per_epoch, train_loop
+from headsurgeon.surgery.train import LoopState, NonFiniteLoss, make_accelerator, make_scheduler, resume_training, steps_per_epoch, train_loop
 
 from .data import run_data
 from .lora import LoraPieces, matched_sizing
@@ -130,16 +130,9 @@ def train_lora(
             save_adapter("best")
 
     (run_dir / "adapter").mkdir(exist_ok=True)
-    ckpt = latest_training_state(run_dir) if existing else None
-    if ckpt is not None:
-        saved, extra, prog = load_training_state(ckpt)
-        pieces.load_pieces(saved)
-        optimizer.load_state_dict(extra["optimizer"])
-        scheduler.load_state_dict(extra["scheduler"])
-        set_rng_state(extra["rng"])
-        state = LoopState(step=prog["step"], tokens=prog["tokens"], train_seconds=prog["train_seconds"])
-        manifest["history"] = [r for r in manifest["history"] if r["step"] <= state.step]
-        manifest.setdefault("resumed", []).append({"from_step": state.step})
+    resumed = resume_training(run_dir, pieces=pieces, optimizer=optimizer, scheduler=scheduler, manifest=manifest) if existing else None
+    if resumed is not None:
+        state = resumed
     else:
         # B = 0: the model at step 0 *is* the stock model, so its row is the stock row.
         manifest["history"] = [{"step": 0, "epoch": 0.0, "tokens": 0, "lr": 0.0, "label": "start (LoRA B = 0: the stock model)", **manifest["stock"]}]

@@ -24,14 +24,14 @@ from headsurgeon.models import LoadedModel, load_model
 from headsurgeon.prompts import builtin_prompts
 from headsurgeon.prompts.encoding import encode_prompts
 
-from .checkpoint import latest_training_state, load_training_state, save_model, save_training_state, set_rng_state
+from .checkpoint import latest_training_state, save_model, save_training_state
 from .config import BEST_METRICS, SurgeryConfig
 from .invariant import compare, frozen_hashes, region_hashes
 from .manifest import check_same_run, fingerprint, load_manifest, new_manifest, save_manifest
 from .monitor import evaluate_state
 from .plan import SurgeryPlan
 from .slices import SurgicalSlices
-from .train import LoopState, NonFiniteLoss, make_accelerator, make_scheduler, steps_per_epoch, train_loop
+from .train import LoopState, NonFiniteLoss, make_accelerator, make_scheduler, resume_training, steps_per_epoch, train_loop
 
 
 @dataclass
@@ -147,16 +147,9 @@ def operate(
     optimizer = accelerator.prepare_optimizer(optimizer)
     state = LoopState()
 
-    ckpt = latest_training_state(run_dir) if existing else None
-    if ckpt is not None:
-        pieces, extra, prog = load_training_state(ckpt)
-        slices.load_pieces(pieces)
-        optimizer.load_state_dict(extra["optimizer"])
-        scheduler.load_state_dict(extra["scheduler"])
-        set_rng_state(extra["rng"])
-        state = LoopState(step=prog["step"], tokens=prog["tokens"], train_seconds=prog["train_seconds"])
-        manifest["history"] = [r for r in manifest["history"] if r["step"] <= state.step]
-        manifest.setdefault("resumed", []).append({"from_step": state.step})
+    resumed = resume_training(run_dir, pieces=slices, optimizer=optimizer, scheduler=scheduler, manifest=manifest) if existing else None
+    if resumed is not None:
+        state = resumed
     else:
         row = evaluate("step-000000")
         manifest["history"] = [{"step": 0, "epoch": 0.0, "tokens": 0, "lr": 0.0, "label": "after re-initialisation" if cfg.reinitialise else "start (no re-initialisation)", **row}]
@@ -182,7 +175,7 @@ def operate(
             if main:
                 save_model(loaded.model, tok, slices.merged_state_dict(), run_dir / "models" / "best", record("best"))
 
-    if ckpt is None:
+    if resumed is None:
         maybe_best(manifest["history"][0])
         checkpoint(0)
 

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from headsurgeon.corpus import epoch_order
 from headsurgeon.errors import HeadsurgeonError
 
+from .checkpoint import latest_training_state, load_training_state, set_rng_state
 from .config import SurgeryConfig
 from .slices import SurgicalSlices
 
@@ -36,6 +37,26 @@ class LoopState:
     tokens: int = 0
     train_seconds: float = 0.0
     recent_loss: float = float("nan")
+
+
+def resume_training(run_dir, *, pieces, optimizer, scheduler, manifest: dict) -> LoopState | None:
+    """Load the run folder's last training state into the live objects, or return ``None``.
+
+    ``pieces`` is anything with ``load_pieces`` (surgical slices, LoRA factors). The manifest's
+    history is cut back to the checkpoint's step (rows written after it are recomputed) and the
+    resume is recorded, so an interrupted run ends exactly like an uninterrupted one.
+    """
+    path = latest_training_state(run_dir)
+    if path is None:
+        return None
+    saved, extra, prog = load_training_state(path)
+    pieces.load_pieces(saved)
+    optimizer.load_state_dict(extra["optimizer"])
+    scheduler.load_state_dict(extra["scheduler"])
+    set_rng_state(extra["rng"])
+    manifest["history"] = [r for r in manifest["history"] if r["step"] <= prog["step"]]
+    manifest.setdefault("resumed", []).append({"from_step": prog["step"]})
+    return LoopState(step=prog["step"], tokens=prog["tokens"], train_seconds=prog["train_seconds"])
 
 
 def steps_per_epoch(n_sequences: int, cfg: SurgeryConfig, num_processes: int = 1) -> int:
