@@ -6,7 +6,7 @@ by every arm) saved inside ``study.json``. Two presets:
 * ``tiny``: tiny random models in the tests; seconds per run. Random tiny models have no
   collapsed heads, so the targets are the heads with the highest BOS mass (``target_rule="top"``):
   it exercises the machinery and says nothing about collapse.
-* ``smollm2``: the default model (SmolLM2-135M) on a 2-core CPU in about an hour for all arms
+* ``smollm2``: the default model (SmolLM2-135M) on one CPU core in about 80 minutes for all arms
   x 3 seeds; ``docs/studies.md`` shows the measurements behind each number.
 """
 
@@ -95,8 +95,8 @@ STUDY_PRESETS: dict[str, StudySettings] = {
         training=preset("tiny").with_(max_steps=6, eval_every=3, keep_epoch_models=False),
         n_targets=2, target_rule="top", n_boot=2000, preset="tiny",
     ),
-    # Sized from single-thread measurements on this CPU (docs/studies.md): one optimizer step of
-    # 1024 tokens ~2.6 CPU-s (bf16), one evaluation ~20 CPU-s; 15 training runs ~1 CPU-hour.
+    # Sized from single-thread measurements on this CPU (docs/studies.md). Measured: ~4.5 s per 1,024-token step on one quiet core (fp32) and ~95 s of evaluation per run;
+    # all arms x 3 seeds took ~80 min at that pace (docs/studies.md).
     "smollm2": StudySettings(
         training=preset("cpu").with_(
             seq_len=128, batch_size=4, grad_accum=2, max_steps=48, eval_every=16, eval_sequences=12,
