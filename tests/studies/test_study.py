@@ -8,6 +8,7 @@ import torch
 from safetensors.torch import load_file
 from study_helpers import tiny_lm
 
+from headsurgeon.errors import HeadsurgeonError
 from headsurgeon.studies import ARMS, StudyResult, run_study, study_html_section, study_preset
 from headsurgeon.studies.aggregate import CLAIMS
 
@@ -131,3 +132,18 @@ def test_cli_study_on_a_saved_tiny_model(study_corpus, tmp_path):
     assert run(["study", "--preset", "nope", "--out", str(tmp_path / "x")]) == 2
 
 
+
+
+def test_run_report_carries_the_study_section(study, tmp_path):
+    from headsurgeon.report import ReportOptions, build_report
+
+    st, out = study
+    run_dir = out / "runs" / "surgery" / "seed-0"  # the study's surgery runs are ordinary operate folders
+    rep = build_report(run_dir, out=tmp_path / "report.html", progress=False,
+                       options=ReportOptions(generations=False, dormancy=False, ablation=False, study=str(out)))
+    html = rep.html_path.read_text()
+    assert 'id="study"' in html and "Controlled study" in html and html.count("data:image/png;base64") > len(rep.figures)
+    assert [v["claim"] for v in rep.data["study"]["verdicts"]] == [v.claim for v in st.verdicts]
+    with pytest.raises(HeadsurgeonError):
+        build_report(run_dir, out=tmp_path / "r2.html", progress=False,
+                     options=ReportOptions(generations=False, dormancy=False, ablation=False, study=str(tmp_path / "missing")))

@@ -30,6 +30,7 @@ def register(app: typer.Typer) -> None:
         ablation_heads: int = typer.Option(6, help="Heads per group ablated one at a time."),
         drift_threshold: float = typer.Option(0.05, help="A head drifts when |delta BOS mass| is above this."),
         reuse: bool = typer.Option(True, help="Reuse generations / dormancy / ablation cached in RUN_DIR/evaluation when settings match."),
+        study: Optional[Path] = typer.Option(None, "--study", help="Add the verdicts and figures of a `headsurgeon study` folder as a section."),
         progress: bool = typer.Option(True, help="Show progress bars."),
     ) -> None:
         """Write report.html (figures embedded, opens offline) and report.json with every number in it."""
@@ -41,6 +42,7 @@ def register(app: typer.Typer) -> None:
             stock_model=stock_model, generation_prompts=tuple(p.text for p in read_prompt_file(prompts)) if prompts else None,
             seed=seed, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, ablation_sequences=ablation_sequences,
             ablation_per_group=ablation_heads, drift_threshold=drift_threshold, reuse=reuse,
+            study=str(study) if study else None,
         )
         report = build_report(run_dir, out=out, options=opts, progress=progress)
         d = report.data

@@ -46,6 +46,7 @@ class ReportOptions:
     dormancy_threshold: float = 0.01
     drift_threshold: float = 0.05
     reuse: bool = True  # reuse pieces cached in RUN/evaluation/ when their settings match
+    study: str | None = None  # a `headsurgeon study` folder (or its study.json) to add as a section
 
 
 @dataclass
@@ -54,6 +55,7 @@ class Report:
 
     data: dict
     figures: dict[str, tuple[bytes, str]] = field(default_factory=dict)  # name -> (png, caption)
+    study_html: str = ""  # the study section's self-contained HTML (empty: no study given)
     html_path: Path | None = None
     json_path: Path | None = None
 
@@ -157,8 +159,16 @@ def build_report(
         "figures": [{"name": k, "caption": v[1]} for k, v in figures.items()],
         "notes": notes,
     }
+    study_html = ""
+    if opts.study:
+        from headsurgeon.studies import StudyResult, study_html_section
+
+        study = StudyResult.load(opts.study)  # a missing or foreign file is a one-line HeadsurgeonError
+        data["study"] = {"path": str(opts.study), "status": study.status, "settings": study.settings,
+                         "verdicts": [v.to_dict() for v in study.verdicts]}
+        study_html = study_html_section(study, heading=False)
     data["elapsed_seconds"] = round(time.perf_counter() - start, 1)
-    report = Report(data, figures)
+    report = Report(data, figures, study_html)
     html_path = Path(out) if out else run.run_dir / "report.html"
     json_path = html_path.with_suffix(".json")
     from .html import render_html

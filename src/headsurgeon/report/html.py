@@ -105,4 +105,7 @@ def render_html(report) -> str:
 
     d = report.data
     name = (d["run"].get("model") or {}).get("name", "model")
-    return page(f"headsurgeon report: {name}", all_sections(d, report.figures), header(d))
+    sections = all_sections(d, report.figures)
+    if report.study_html:  # before the configuration section, after the run's own results
+        sections.insert(len(sections) - 1, ("study", "Controlled study: does surgery beat its controls?", report.study_html))
+    return page(f"headsurgeon report: {name}", sections, header(d))

@@ -116,8 +116,10 @@ def _settings_text(study: StudyResult) -> str:
     return "".join(f"<p>{x}</p>" for x in lines)
 
 
-def study_html_section(study: StudyResult, pngs: dict[str, bytes] | None = None) -> str:
-    """A self-contained HTML fragment (scoped styles, base64 figures) presenting ``study``."""
+def study_html_section(study: StudyResult, pngs: dict[str, bytes] | None = None, *, heading: bool = True) -> str:
+    """A self-contained HTML fragment (scoped styles, base64 figures) presenting ``study``.
+
+    ``heading=False`` leaves out the ``<h2>`` for a page that titles its sections itself (the run report)."""
     pngs = pngs or render_figures(study)
     imgs = "".join(f"<img alt='{escape(name)}' src='data:image/png;base64,{base64.b64encode(data).decode()}'>" for name, data in pngs.items())
     primary = [v for v in study.verdicts if v.primary]
@@ -125,7 +127,7 @@ def study_html_section(study: StudyResult, pngs: dict[str, bytes] | None = None)
     status = "" if study.status == "finished" else f"<p><b>Status: {escape(study.status)}</b> ({len(study.runs)} runs so far).</p>"
     level = study.settings.get("ci_level", 0.95)
     return f"""<section class="hs-study"><style>{_STYLE}</style>
-<h2>Controlled study: does surgery beat its controls?</h2>
+{"<h2>Controlled study: does surgery beat its controls?</h2>" if heading else ""}
 {status}{_settings_text(study)}
 <h3>Verdicts</h3>
 {verdict_rows(primary) if primary else '<p>No claim can be tested: it needs both of its arms.</p>'}
