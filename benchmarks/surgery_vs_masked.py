@@ -17,7 +17,9 @@ On the default model (SmolLM2-135M) with the ``--targets`` heads of highest BOS 
 Both use the same re-initialised values, batches, precision (autocast) and gradient
 checkpointing setting (the cpu preset's defaults: fp32, no checkpointing). Each variant runs in its own process; after the model is loaded and one warm-up
 step is done, the resident high-water mark is reset and ``--steps`` optimizer steps are timed.
-Printed: median step time (wall and CPU), peak extra resident memory, trainable and
+The variants run in turn, ``--rounds`` times (load on a shared machine drifts over minutes).
+Printed: median step time over all rounds (wall and CPU), peak extra resident memory (the
+largest of the rounds), trainable and
 optimizer-state element counts, and the ratios surgical / masked.
 """
 
@@ -126,6 +128,8 @@ def worker(variant: str, args, result_path: str) -> None:
     Path(result_path).write_text(json.dumps({
         "variant": variant,
         "step_seconds": statistics.median(wall),
+        "step_seconds_all": [round(w, 4) for w in wall],
+        "step_cpu_seconds_all": [round(c, 4) for c in cpu],
         "step_cpu_seconds": statistics.median(cpu),
         "peak_extra_mib": peak / 1024,
         "trainable_elements": sum(p.numel() for p in params),
@@ -151,22 +155,33 @@ def main() -> None:
     ap.add_argument("--checkpointing", action="store_true", help="gradient checkpointing in both variants")
     ap.add_argument("--plan", help="use this plan file instead of diagnosing and taking the top --targets heads")
     ap.add_argument("--threads", type=int, default=torch_threads_default(), help="torch threads per variant (default: all cores)")
+    ap.add_argument("--rounds", type=int, default=2, help="run the variants in turn this many times (load drifts on shared machines); medians over all rounds")
     ap.add_argument("--worker", choices=VARIANTS)
     ap.add_argument("--result")
     args = ap.parse_args()
     if args.worker:
         worker(args.worker, args, args.result)
         return
+    rounds: dict[str, list[dict]] = {v: [] for v in VARIANTS}
+    for _ in range(args.rounds):
+        for variant in VARIANTS:
+            with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
+                out = fh.name
+            cmd = [sys.executable, __file__, "--worker", variant, "--result", out, "--targets", str(args.targets), "--steps", str(args.steps),
+                   "--seq-len", str(args.seq_len), "--threads", str(args.threads), "--batch-size", str(args.batch_size), "--precision", args.precision] + (["--checkpointing"] if args.checkpointing else []) + (["--plan", args.plan] if args.plan else [])
+            subprocess.run(cmd, check=True)
+            rounds[variant].append(json.loads(Path(out).read_text()))
     results = {}
-    for variant in VARIANTS:
-        with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
-            out = fh.name
-        cmd = [sys.executable, __file__, "--worker", variant, "--result", out, "--targets", str(args.targets), "--steps", str(args.steps),
-               "--seq-len", str(args.seq_len), "--threads", str(args.threads), "--batch-size", str(args.batch_size), "--precision", args.precision] + (["--checkpointing"] if args.checkpointing else []) + (["--plan", args.plan] if args.plan else [])
-        subprocess.run(cmd, check=True)
-        results[variant] = json.loads(Path(out).read_text())
+    for variant, runs in rounds.items():
+        merged = dict(runs[0])
+        merged["step_seconds_all"] = [w for r in runs for w in r["step_seconds_all"]]
+        merged["step_cpu_seconds_all"] = [c for r in runs for c in r["step_cpu_seconds_all"]]
+        merged["step_seconds"] = statistics.median(merged["step_seconds_all"])
+        merged["step_cpu_seconds"] = statistics.median(merged["step_cpu_seconds_all"])
+        merged["peak_extra_mib"] = max(r["peak_extra_mib"] for r in runs)
+        results[variant] = merged
     s, m, f = results["surgical"], results["masked"], results["floor"]
-    print(f"SmolLM2-135M, {s['targets']} target heads, {args.steps} steps of {args.batch_size}x{args.seq_len} tokens, {args.precision}, "
+    print(f"SmolLM2-135M, {s['targets']} target heads, {args.rounds} rounds x {args.steps} steps of {args.batch_size}x{args.seq_len} tokens, {args.precision}, "
           f"gradient checkpointing {'on' if args.checkpointing else 'off'}, {args.threads} thread(s)")
     print(f"{'':28}{'surgical':>14}{'masked (paper)':>16}{'floor':>12}{'surg/masked':>13}{'floor/masked':>14}")
     for key, label in (("step_seconds", "step time, wall (s)"), ("step_cpu_seconds", "step time, CPU (s)"),

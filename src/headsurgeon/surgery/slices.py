@@ -1,31 +1,30 @@
 """Train only what changes: surgical slices as their own small parameters.
 
 For every projection that contains a surgical region (a target's Q/K/V rows, its output
-columns), the weight stays a frozen tensor with the regions set to zero, and a
-:class:`SliceDelta` submodule holds just the regions as trainable ``nn.Parameter`` pieces. A
-forward hook adds each piece's contribution to the projection's output with its own small
-matmul (``x @ piece^T`` into the piece's output features, or ``x[..., cols] @ piece^T`` for an
-output-projection column block). Consequences, by construction:
+columns), the weight stays a frozen, unmodified tensor, and a :class:`SliceDelta` submodule
+holds just the regions as trainable ``nn.Parameter`` pieces. While installed, the projection's
+forward multiplies by the frozen weight with the pieces spliced in (one ordinary matmul, so the
+output is exactly the merged model's), and its backward (:class:`_SplicedLinear`) forms the
+input gradient plus each piece's own gradient. Consequences, by construction:
 
 * gradients and optimizer state exist for the pieces only (memory scales with heads repaired);
-* no weight gradient of a whole matrix is ever computed: the backward pass does the frozen
-  matrix's input gradient (needed anyway to reach earlier targets) plus the pieces' small
-  products, which is what makes a step cheaper than masking whole matrices;
+* no whole-matrix weight gradient is ever formed, unlike masking whole matrices;
 * every element outside the regions is never written, so it stays bit-identical whatever the
   optimizer does (weight decay included);
 * AdamW on the pieces gives what AdamW on whole matrices with masked gradients gives (Adam is
-  element-wise and a masked element's moments stay zero; equal up to float summation order,
-  tested).
+  element-wise and a masked element's moments stay zero; equal up to float summation order in
+  the piece gradients, tested).
 
-:func:`SurgicalSlices.merge` writes the pieces into the regions and removes the hooks, so
-``save_pretrained`` produces a plain model that ``transformers`` loads without headsurgeon;
-:func:`SurgicalSlices.remove` puts the original region values back instead.
+:func:`SurgicalSlices.merge` writes the pieces into the regions and restores the plain forward,
+so ``save_pretrained`` produces a plain model that ``transformers`` loads without headsurgeon;
+:func:`SurgicalSlices.remove` just drops the pieces.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -39,14 +38,66 @@ from .plan import SurgeryPlan
 SLICES_ATTR = "headsurgeon_slices"
 
 
-class SliceDelta(nn.Module):
-    """The trainable pieces of one projection and the hook that adds their contribution.
+def _splice(weight: torch.Tensor, bias: torch.Tensor | None, entries, pieces) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Copies of ``weight`` (``nn.Linear`` form) and ``bias`` with the pieces written into their regions."""
+    w = weight.clone()
+    b = None if bias is None else bias.clone()
+    for (kind, start, stop), piece in zip(entries, pieces):
+        if kind == "out_w":
+            w[start:stop] = piece
+        elif kind == "in_w":
+            w[:, start:stop] = piece
+        else:
+            b[start:stop] = piece
+    return w, b
 
-    Each entry is ``(kind, start, stop)``: ``out_w`` a block of output features of the weight
-    (piece in ``nn.Linear`` form ``[stop-start, in]``), ``in_w`` a block of input features
-    (piece ``[out, stop-start]``), ``bias`` a block of the bias. Pieces are stored in the
+
+class _SplicedLinear(torch.autograd.Function):
+    """``y = x W'^T + b'`` where ``W'``/``b'`` are the frozen tensors with the pieces spliced in.
+
+    The forward is one ordinary matmul with the spliced weight, so the output is exactly what
+    the merged model computes. The backward forms the input gradient (one matmul, as any frozen
+    layer needs) and, for each piece, only that piece's gradient: ``dY[:, rows]^T X`` for a block
+    of output features, ``dY^T X[:, cols]`` for a block of input features. The whole-matrix
+    weight gradient that masking would compute and then mostly zero is never formed.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, entries, *pieces):
+        w, b = _splice(weight, bias, entries, pieces)
+        ctx.entries = entries
+        ctx.has_bias = bias is not None
+        ctx.save_for_backward(x, weight, *pieces)  # the frozen weight itself, no copy kept alive
+        return F.linear(x, w, b)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, weight, *pieces = ctx.saved_tensors
+        dx = None
+        if ctx.needs_input_grad[0]:
+            w, _ = _splice(weight, None, [e for e in ctx.entries if e[0] != "bias"],
+                           [p for e, p in zip(ctx.entries, pieces) if e[0] != "bias"])
+            dx = dy @ w
+        x2 = x.reshape(-1, x.shape[-1])
+        dy2 = dy.reshape(-1, dy.shape[-1])
+        grads = []
+        for kind, start, stop in ctx.entries:
+            if kind == "out_w":
+                grads.append(dy2[:, start:stop].t() @ x2)
+            elif kind == "in_w":
+                grads.append(dy2.t() @ x2[:, start:stop])
+            else:
+                grads.append(dy2[:, start:stop].sum(0))
+        return (dx, None, None, None, *grads)
+
+
+class SliceDelta(nn.Module):
+    """The trainable pieces of one projection, and the forward that uses them.
+
+    Each entry is ``(kind, start, stop)``: ``out_w`` a block of output features of the weight,
+    ``in_w`` a block of input features, ``bias`` a block of the bias. Pieces are stored in the
     weight's own layout (``[in, out]`` for GPT-2's ``Conv1D``) so checkpoints hold plain
-    regions; ``transposed`` turns them into ``nn.Linear`` form on the fly.
+    regions; ``transposed`` says to view them (and the weight) in ``nn.Linear`` form.
     """
 
     def __init__(self, entries: list[tuple[str, int, int]], values: list[torch.Tensor], transposed: bool,
@@ -56,23 +107,16 @@ class SliceDelta(nn.Module):
         self.transposed = transposed
         self.pieces = nn.ParameterList([nn.Parameter(v.detach().clone().to(dtype)) for v in values])
 
-    def _linear_form(self, kind: str, piece: torch.Tensor) -> torch.Tensor:
-        return piece.t() if self.transposed and kind != "bias" else piece
-
-    def hook(self, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
-        x = args[0]
-        autocast = torch.is_autocast_enabled(x.device.type)
-        for (kind, start, stop), piece in zip(self.entries, self.pieces):
-            w = self._linear_form(kind, piece)
-            if kind == "bias":
-                output.narrow(-1, start, stop - start).add_(w.to(output.dtype))
-                continue
-            w = w if autocast else w.to(x.dtype)  # autocast casts itself; fp32 pieces stay the master copy
-            if kind == "out_w":
-                output.narrow(-1, start, stop - start).add_(F.linear(x, w))
-            else:  # in_w: these input features reach every output feature
-                output.add_(F.linear(x.narrow(-1, start, stop - start), w))
-        return output
+    def projection_forward(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Replacement for ``module.forward`` (an ``nn.Linear`` or a ``Conv1D``) while installed."""
+        device = x.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+        weight = module.weight.t() if self.transposed else module.weight
+        bias = module.bias
+        # Casting the fp32 master pieces here keeps their gradients fp32 (autograd casts them back).
+        pieces = [(p.t() if self.transposed and kind != "bias" else p).to(dtype) for (kind, _, _), p in zip(self.entries, self.pieces)]
+        with torch.autocast(device, enabled=False):
+            return _SplicedLinear.apply(x.to(dtype), weight.to(dtype), None if bias is None else bias.to(dtype), self.entries, *pieces)
 
 
 @dataclass
@@ -136,8 +180,6 @@ class SurgicalSlices:
         self._values = initial_values(adapter, self.regions, seed, reinitialise=reinitialise)
         #: parameter name -> [(index into ``regions``, its trainable piece), ...]
         self.installed: dict[str, list[tuple[int, nn.Parameter]]] = {}
-        self._originals: dict[int, torch.Tensor] = {}
-        self._handles: list = []
         self._modules: list[nn.Module] = []
 
     def _kind(self, region: TensorSlice, param: torch.Tensor) -> str:
@@ -146,7 +188,10 @@ class SurgicalSlices:
         return "out_w" if region.dim == self.adapter.weight_output_dim else "in_w"
 
     def install(self) -> "SurgicalSlices":
-        """Freeze the whole model, zero the regions and attach the pieces to their projections."""
+        """Freeze the whole model and give each touched projection its pieces and spliced forward.
+
+        The model's own tensors are not modified; until :meth:`merge` they hold the input values.
+        """
         for p in self.model.parameters():
             p.requires_grad_(False)
         by_param: dict[str, list[int]] = defaultdict(list)
@@ -163,10 +208,6 @@ class SurgicalSlices:
                 param = self.adapter.parameter(name)
                 for i in by_param[name]:
                     sl = self.regions[i].slice
-                    view = sl.view(param.data)
-                    self._originals[i] = view.detach().clone()
-                    with torch.no_grad():
-                        view.zero_()
                     entries.append((self._kind(sl, param), sl.start, sl.stop))
                     values.append(self._values[i])
                     owners.append((name, i))
@@ -174,7 +215,7 @@ class SurgicalSlices:
             dtype = torch.promote_types(self.adapter.parameter(names[0]).dtype, torch.float32)
             delta = SliceDelta(entries, values, transposed, dtype)
             module.add_module(SLICES_ATTR, delta)
-            self._handles.append(module.register_forward_hook(delta.hook))
+            module.forward = partial(delta.projection_forward, module)
             self._modules.append(module)
             for (name, i), piece in zip(owners, delta.pieces):
                 self.installed.setdefault(name, []).append((i, piece))
@@ -214,28 +255,21 @@ class SurgicalSlices:
         return sd
 
     def _detach_modules(self) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
         for module in self._modules:
+            del module.forward  # the class's own forward again
             delattr(module, SLICES_ATTR)
         self._modules.clear()
         self.installed.clear()
 
     @torch.no_grad()
     def merge(self) -> None:
-        """Write the pieces into the frozen parameters and remove the hooks: a plain model again."""
+        """Write the pieces into the frozen parameters and restore the plain forward."""
         for name in self.installed:
             param = self.adapter.parameter(name)
             for i, piece in self._pieces_of(name):
                 self.regions[i].slice.view(param.data).copy_(piece.detach().to(param.dtype))
         self._detach_modules()
 
-    @torch.no_grad()
     def remove(self) -> None:
-        """Undo :meth:`install`: put the original region values back and remove the hooks."""
-        for name in self.installed:
-            param = self.adapter.parameter(name)
-            for i, _ in self._pieces_of(name):
-                self.regions[i].slice.view(param.data).copy_(self._originals[i])
+        """Undo :meth:`install`: drop the pieces; the parameters were never modified."""
         self._detach_modules()
