@@ -60,8 +60,26 @@ def test_killed_run_resumes_to_identical_weights(text_corpus, tmp_path):
     # A finished run is returned as is; the same folder with other settings is refused.
     again = operate(_lm(seed=5), PLAN, out_dir=tmp_path / "cut", config=cfg, progress=False)
     assert again.manifest["updated"] == resumed.manifest["updated"]
-    with pytest.raises(HeadsurgeonError, match="different run"):
+    with pytest.raises(HeadsurgeonError, match="different surgery run.*lr 0.01 there, 0.5 now"):
         operate(_lm(seed=5), PLAN, out_dir=tmp_path / "cut", config=_cfg(text_corpus, lr=0.5), progress=False)
+
+
+def test_run_started_before_an_option_existed_is_still_the_same_run(text_corpus, tmp_path):
+    """A manifest without a newer option (here: one we delete) matches when the option is at its
+    default, so upgrading headsurgeon does not orphan a half-finished run; a non-default value does not."""
+    cfg = _cfg(text_corpus, max_steps=4, eval_every=2)
+    with pytest.raises(KeyboardInterrupt):
+        operate(_lm(), PLAN, out_dir=tmp_path / "run", config=cfg, progress=False, stop_after_step=3)
+    path = tmp_path / "run" / "manifest.json"
+    m = json.loads(path.read_text())
+    assert m["config"]["keep_epoch_models"] is True  # the default
+    del m["config"]["keep_epoch_models"]
+    m["fingerprint"] = "from-an-older-version"
+    path.write_text(json.dumps(m))
+    with pytest.raises(HeadsurgeonError, match="keep_epoch_models False now, not set there"):
+        operate(_lm(), PLAN, out_dir=tmp_path / "run", config=cfg.with_(keep_epoch_models=False), progress=False)
+    resumed = operate(_lm(), PLAN, out_dir=tmp_path / "run", config=cfg, progress=False)
+    assert resumed.manifest["status"] == "finished" and resumed.manifest["resumed"] == [{"from_step": 2}]
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(text_corpus, tmp_path):

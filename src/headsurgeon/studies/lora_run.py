@@ -27,11 +27,11 @@ import torch
 from safetensors.torch import save_file
 
 from headsurgeon.errors import HeadsurgeonError
-from headsurgeon.io import ensure_output_dir, read_json_document, write_json
+from headsurgeon.io import ensure_output_dir, write_json
 from headsurgeon.models import LoadedModel
 from headsurgeon.surgery import SurgeryConfig, SurgeryPlan, SurgeryResult
 from headsurgeon.surgery.checkpoint import save_training_state
-from headsurgeon.surgery.manifest import fingerprint, new_manifest
+from headsurgeon.surgery.manifest import check_same_run, fingerprint, new_manifest
 from headsurgeon.surgery.monitor import evaluate_state
 from headsurgeon.surgery.train import LoopState, NonFiniteLoss, make_accelerator, make_scheduler, resume_training, steps_per_epoch, train_loop
 
@@ -40,18 +40,6 @@ from .lora import LoraPieces, matched_sizing
 from .measure import recollapsed_targets
 
 KIND = "lora_run"
-
-
-def _existing(run_dir: Path, fp: str) -> dict | None:
-    path = run_dir / "manifest.json"
-    if not path.is_file():
-        if any(p for p in run_dir.iterdir() if not p.name.startswith(".")):
-            raise HeadsurgeonError(f"output directory {run_dir} is not empty and holds no LoRA run; choose a new --out")
-        return None
-    doc = read_json_document(path, kind=KIND)
-    if doc.get("fingerprint") != fp:
-        raise HeadsurgeonError(f"output directory {run_dir} already holds a different LoRA run (other plan, model or settings); choose a new --out")
-    return doc
 
 
 def train_lora(
@@ -75,7 +63,8 @@ def train_lora(
     plan.check_against(ad.num_layers, ad.num_heads, loaded.name)
     sizing = matched_sizing(ad, plan, scale=scale)
     fp = fingerprint(loaded.describe(), plan.to_dict(), {**cfg.to_dict(), "lora": sizing.to_dict()})
-    existing = _existing(run_dir, fp)
+    existing = check_same_run(run_dir, fp, model=loaded.describe(), plan=plan.to_dict(), config=cfg.to_dict(),
+                              extra={"lora": sizing.to_dict()}, what="LoRA run", kind=KIND)
     if existing and existing["status"] == "finished":
         return SurgeryResult(run_dir, existing)
 

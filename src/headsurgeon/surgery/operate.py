@@ -81,7 +81,7 @@ def operate(
     ad = loaded.adapter
     plan.check_against(ad.num_layers, ad.num_heads, loaded.name)
     fp = fingerprint(loaded.describe(), plan.to_dict(), cfg.to_dict())
-    existing = check_same_run(run_dir, fp)
+    existing = check_same_run(run_dir, fp, model=loaded.describe(), plan=plan.to_dict(), config=cfg.to_dict())
     if existing and existing["status"] == "finished":
         return SurgeryResult(run_dir, existing)
 
