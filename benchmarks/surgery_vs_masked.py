@@ -9,6 +9,9 @@ On the default model (SmolLM2-135M) with the ``--targets`` heads of highest BOS 
 * **masked** — the paper's way: every Q/K/V/O weight matrix of a layer that holds a target is
   trainable, gradient hooks zero everything outside the targets' slices, AdamW over the whole
   matrices (no weight decay, so masked elements stay put);
+* **cached** — ``surgical`` plus :class:`headsurgeon.surgery.prefix_cache.FrozenPrefixCache`
+  (``--cache-frozen-prefix``), timed on steps that revisit the warm-up step's sequences, i.e.
+  a step of the second or a later epoch: the layers below the lowest target are not run;
 * **floor** — a control, not a method: nothing is trainable, the residual stream entering the
   first target layer is made to require a gradient, and the same forward and backward run. No
   weight gradient is computed at all, so this is the least any method that trains these heads
@@ -32,12 +35,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from diagnose_vs_naive import _cpu_seconds, read_peak, reset_peak  # noqa: E402  (shared memory probes)
 
-VARIANTS = ("surgical", "masked", "floor")
+VARIANTS = ("surgical", "cached", "masked", "floor")
 
 
 def build(variant: str, targets: int, plan_path: str | None = None):
@@ -50,7 +54,7 @@ def build(variant: str, targets: int, plan_path: str | None = None):
     loaded = load_model(None, progress=False)
     plan = SurgeryPlan.load(plan_path) if plan_path else make_plan(diagnose(loaded, progress=False), top=targets)
     slices = SurgicalSlices(loaded.adapter, plan, seed=0)
-    if variant == "surgical":
+    if variant in ("surgical", "cached"):
         slices.install()
         return loaded, slices.parameters(), plan
     if variant == "floor":
@@ -104,10 +108,17 @@ def worker(variant: str, args, result_path: str) -> None:
     opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0) if params else None
     gen = torch.Generator().manual_seed(0)
     dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
+    cache = None
+    if variant == "cached":  # steps of a later epoch: the same rows again, their frozen prefix kept
+        from headsurgeon.surgery.prefix_cache import FrozenPrefixCache
+
+        cache = FrozenPrefixCache(loaded.adapter, min(h.layer for h in plan.targets), args.batch_size, max_bytes=1 << 34)
+        fixed = torch.randint(0, model.config.vocab_size, (args.batch_size, args.seq_len), generator=gen)
+    rows = torch.arange(args.batch_size)
 
     def step():
-        ids = torch.randint(0, model.config.vocab_size, (args.batch_size, args.seq_len), generator=gen)
-        with torch.autocast("cpu", dtype=dtype, enabled=args.precision == "bf16"):
+        ids = fixed if cache is not None else torch.randint(0, model.config.vocab_size, (args.batch_size, args.seq_len), generator=gen)
+        with torch.autocast("cpu", dtype=dtype, enabled=args.precision == "bf16"), (cache.batch(rows) if cache else nullcontext()):
             loss = model(input_ids=ids, labels=ids).loss
         loss.backward()
         if opt is not None:
@@ -115,7 +126,7 @@ def worker(variant: str, args, result_path: str) -> None:
             opt.step()
             opt.zero_grad(set_to_none=True)
 
-    step()  # warm-up: allocates optimizer state
+    step()  # warm-up: allocates optimizer state (and fills the prefix cache)
     base, method = reset_peak()
     wall, cpu = [], []
     for _ in range(args.steps):
@@ -135,6 +146,7 @@ def worker(variant: str, args, result_path: str) -> None:
         "trainable_elements": sum(p.numel() for p in params),
         "optimizer_state_elements": state,
         "targets": len(plan.targets),
+        "prefix_skipped_micro_batches": cache.hits if cache else None,
         "memory_method": method,
     }))
 
@@ -180,22 +192,24 @@ def main() -> None:
         merged["step_cpu_seconds"] = statistics.median(merged["step_cpu_seconds_all"])
         merged["peak_extra_mib"] = max(r["peak_extra_mib"] for r in runs)
         results[variant] = merged
-    s, m, f = results["surgical"], results["masked"], results["floor"]
-    print(f"SmolLM2-135M, {s['targets']} target heads, {args.rounds} rounds x {args.steps} steps of {args.batch_size}x{args.seq_len} tokens, {args.precision}, "
-          f"gradient checkpointing {'on' if args.checkpointing else 'off'}, {args.threads} thread(s)")
-    print(f"{'':28}{'surgical':>14}{'masked (paper)':>16}{'floor':>12}{'surg/masked':>13}{'floor/masked':>14}")
+    s, c, m, f = results["surgical"], results["cached"], results["masked"], results["floor"]
+    print(f"SmolLM2-135M, {s['targets']} target heads, {args.rounds} rounds x {args.steps} steps of {args.batch_size}x{args.seq_len} tokens, "
+          f"{args.precision}, gradient checkpointing {'on' if args.checkpointing else 'off'}, {args.threads} thread(s)")
+    print("columns: surgical slices; the same with the frozen prefix cached (a step of a later epoch); the paper's masked whole\n"
+          "matrices; a floor with no weight gradient at all. Ratios against masked.")
+    print(f"{'':26}{'surgical':>10}{'+cache':>10}{'masked':>10}{'floor':>10}{'surg/m':>8}{'cache/m':>8}{'floor/m':>8}")
     for key, label in (("step_seconds", "step time, wall (s)"), ("step_cpu_seconds", "step time, CPU (s)"),
                        ("peak_extra_mib", "peak extra memory (MiB)"), ("trainable_elements", "trainable elements"),
                        ("optimizer_state_elements", "optimizer state elements")):
-        r1 = s[key] / m[key] if m[key] else float("nan")
-        r2 = f[key] / m[key] if m[key] else float("nan")
-        fmt = "{:>14.3f}{:>16.3f}{:>12.3f}" if isinstance(s[key], float) else "{:>14}{:>16}{:>12}"
-        print(f"{label:28}" + fmt.format(s[key], m[key], f[key]) + f"{r1:>13.3f}{r2:>14.3f}")
+        ratios = [(v[key] / m[key]) if m[key] else float("nan") for v in (s, c, f)]
+        fmt = "{:>10.3f}" * 4 if isinstance(s[key], float) else "{:>10}" * 4
+        print(f"{label:26}" + fmt.format(s[key], c[key], m[key], f[key]) + "".join(f"{r:>8.3f}" for r in ratios))
     print(f"optimizer state == surgical parameter count: {s['optimizer_state_elements'] == 2 * s['trainable_elements']} "
           f"(AdamW keeps 2 moments per element: {s['optimizer_state_elements']} = 2 x {s['trainable_elements']})")
     saved, possible = m["step_seconds"] - s["step_seconds"], m["step_seconds"] - f["step_seconds"]
-    print(f"step time the surgery saves: {saved:.3f} s of the {possible:.3f} s any backprop method could save "
-          f"(floor = no weight gradients at all, {f['step_seconds'] / m['step_seconds']:.2f}x masked)")
+    print(f"per step the slices save {saved:.3f} s of the {possible:.3f} s any backprop method could save "
+          f"(floor = no weight gradients at all, {f['step_seconds'] / m['step_seconds']:.2f}x masked); "
+          f"skipping the frozen prefix takes a later-epoch step to {c['step_seconds'] / m['step_seconds']:.2f}x masked")
     print(json.dumps(results))
 
 

@@ -33,6 +33,8 @@ def register(app: typer.Typer) -> None:
         eval_every: Optional[int] = typer.Option(None, help="Evaluate and checkpoint every N steps."),
         best_metric: Optional[str] = typer.Option(None, help="heldout_ppl | train_ppl | other_ppl | targets_healthy."),
         seed: Optional[int] = typer.Option(None, help="Seed for re-initialisation, data order, dropout."),
+        cache_frozen_prefix: Optional[bool] = typer.Option(None, help="After the first epoch, skip the frozen layers below the lowest target (keeps their output per sequence in memory)."),
+        prefix_cache_gb: Optional[float] = typer.Option(None, help="Memory cap for --cache-frozen-prefix (GiB); sequences beyond it are recomputed."),
         progress: bool = typer.Option(True, help="Show a progress bar."),
     ) -> None:
         """Re-initialise the plan's heads, train only their slices, checkpoint, verify nothing else changed."""
@@ -42,7 +44,7 @@ def register(app: typer.Typer) -> None:
             corpus=corpus, lr=lr, weight_decay=weight_decay, max_steps=max_steps, epochs=epochs, seq_len=seq_len,
             batch_size=batch_size, grad_accum=grad_accum, precision=precision, allow_fp16=allow_fp16 or None,
             gradient_checkpointing=gradient_checkpointing, clip_norm=clip_norm, eval_every=eval_every,
-            best_metric=best_metric, seed=seed,
+            best_metric=best_metric, seed=seed, cache_frozen_prefix=cache_frozen_prefix, prefix_cache_gb=prefix_cache_gb,
         )
         if other_corpus is not None:
             from dataclasses import replace

@@ -43,6 +43,8 @@ class SurgeryConfig:
     seed: int = 0  # data order, dropout and re-initialisation
     reinitialise: bool = True  # False: train the same slices from their current values (the negative control)
     keep_epoch_models: bool = True  # save_pretrained at each epoch end
+    cache_frozen_prefix: bool = False  # after the first epoch, skip the frozen layers below the lowest target (prefix_cache.py)
+    prefix_cache_gb: float = 4.0  # memory cap for that cache; sequences beyond it are recomputed
 
     def __post_init__(self):
         if self.lr <= 0:
@@ -56,6 +58,8 @@ class SurgeryConfig:
         for name in ("seq_len", "batch_size", "grad_accum", "eval_every", "eval_sequences", "epochs"):
             if getattr(self, name) < 1:
                 raise HeadsurgeonError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.prefix_cache_gb < 0:
+            raise HeadsurgeonError(f"--prefix-cache-gb must be >= 0, got {self.prefix_cache_gb}")
         if self.max_steps is not None and self.max_steps < 1:
             raise HeadsurgeonError("--max-steps must be at least 1")
         if self.weight_decay < 0 or not 0 <= self.warmup_fraction < 1:

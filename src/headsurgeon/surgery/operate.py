@@ -30,6 +30,7 @@ from .invariant import compare, frozen_hashes, region_hashes
 from .manifest import check_same_run, fingerprint, load_manifest, new_manifest, save_manifest
 from .monitor import evaluate_state
 from .plan import SurgeryPlan
+from .prefix_cache import FrozenPrefixCache
 from .slices import SurgicalSlices
 from .train import LoopState, NonFiniteLoss, make_accelerator, make_scheduler, resume_training, steps_per_epoch, train_loop
 
@@ -196,10 +197,15 @@ def operate(
             save_model(loaded.model, tok, slices.merged_state_dict(), run_dir / "models" / f"epoch-{ep}", record(f"epoch-{ep}"))
         checkpoint(st.step)
 
+    prefix_cache = None
+    if cfg.cache_frozen_prefix:
+        prefix_cache = FrozenPrefixCache(ad, min(h.layer for h in plan.targets), len(corpus.train),
+                                         max_bytes=int(cfg.prefix_cache_gb * 2**30))
     start = time.perf_counter()
     try:
         state = train_loop(accelerator=accelerator, model=train_model, slices=slices, optimizer=optimizer, scheduler=scheduler,
-                           train=corpus.train, cfg=cfg, total_steps=total, state=state, on_step=on_step, progress=progress)
+                           train=corpus.train, cfg=cfg, total_steps=total, state=state, on_step=on_step, progress=progress,
+                           prefix_cache=prefix_cache)
     except NonFiniteLoss as exc:
         manifest["status"] = f"stopped: {exc}"
         save_manifest(run_dir, manifest)
@@ -228,6 +234,9 @@ def operate(
         "steps": state.step,
         "tokens": state.tokens,
     }
+    if prefix_cache is not None:
+        manifest["prefix_cache"] = {"first_layer": prefix_cache.first_layer, "sequences_kept": int(prefix_cache.filled.sum()),
+                                    "micro_batches_skipped": prefix_cache.hits, "micro_batches_computed": prefix_cache.fills}
     manifest["timing"] = {"wall_seconds_this_session": round(time.perf_counter() - start, 1), "train_seconds": round(state.train_seconds, 1),
                           "tokens_per_second": round(state.tokens / max(state.train_seconds, 1e-9), 1)}
     manifest["status"] = "finished"

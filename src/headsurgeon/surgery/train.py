@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import nullcontext
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ from headsurgeon.errors import HeadsurgeonError
 
 from .checkpoint import latest_training_state, load_training_state, set_rng_state
 from .config import SurgeryConfig
+from .prefix_cache import FrozenPrefixCache
 from .slices import SurgicalSlices
 
 
@@ -104,6 +106,7 @@ def train_loop(
     state: LoopState,
     on_step: Callable[[LoopState, bool], None],
     progress: bool = True,
+    prefix_cache: FrozenPrefixCache | None = None,
 ) -> LoopState:
     """Run optimizer steps ``state.step + 1 .. total_steps``; ``on_step(state, epoch_end)`` after each."""
     P, rank = accelerator.num_processes, accelerator.process_index
@@ -125,8 +128,9 @@ def train_loop(
         losses = []
         for k in range(cfg.grad_accum):
             micro = first_micro + k * P + rank
-            ids = train[order[micro * cfg.batch_size : (micro + 1) * cfg.batch_size]].to(accelerator.device)
-            with accelerator.autocast():
+            rows = order[micro * cfg.batch_size : (micro + 1) * cfg.batch_size]
+            ids = train[rows].to(accelerator.device)
+            with accelerator.autocast(), (prefix_cache.batch(rows) if prefix_cache is not None else nullcontext()):
                 loss = model(input_ids=ids, labels=ids, use_cache=False).loss
             if not torch.isfinite(loss):
                 raise NonFiniteLoss(f"loss became {loss.item()} at step {state.step + 1}")
