@@ -17,7 +17,8 @@ On the default model (SmolLM2-135M) with the ``--targets`` heads of highest BOS 
   weight gradient is computed at all, so this is the least any method that trains these heads
   by backpropagation must spend; it shows how much of a step the surgery could possibly save.
 
-Both use the same re-initialised values, batches, precision (autocast) and gradient
+All use the attention implementation ``operate`` trains with (PyTorch SDPA; diagnosis alone
+needs eager). Both methods use the same re-initialised values, batches, precision (autocast) and gradient
 checkpointing setting (the cpu preset's defaults: fp32, no checkpointing). Each variant runs in its own process; after the model is loaded and one warm-up
 step is done, the resident high-water mark is reset and ``--steps`` optimizer steps are timed.
 The variants run in turn, ``--rounds`` times (load on a shared machine drifts over minutes).
@@ -118,9 +119,10 @@ def worker(variant: str, args, result_path: str) -> None:
 
     def step():
         ids = fixed if cache is not None else torch.randint(0, model.config.vocab_size, (args.batch_size, args.seq_len), generator=gen)
-        with torch.autocast("cpu", dtype=dtype, enabled=args.precision == "bf16"), (cache.batch(rows) if cache else nullcontext()):
+        with torch.autocast("cpu", dtype=dtype, enabled=args.precision == "bf16"), (cache.batch(rows) if cache else nullcontext()), \
+                loaded.adapter.training_attention():  # every variant trains with the attention `operate` uses (SDPA)
             loss = model(input_ids=ids, labels=ids).loss
-        loss.backward()
+            loss.backward()
         if opt is not None:
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()

@@ -18,6 +18,7 @@ import torch
 
 from headsurgeon.errors import UnsupportedArchitectureError
 from headsurgeon.models import adapter_for, supported_model_types, wrap_model
+from headsurgeon.models.tiny import tiny_model_and_tokenizer
 
 TEXT = "The quick brown fox jumps over the lazy dog, twice."
 KINDS = ("q_weight", "k_weight", "v_weight", "o_weight", "q_bias", "k_bias", "v_bias")
@@ -393,3 +394,16 @@ def test_unsupported_architecture_names_the_supported_types():
     assert set(supported_model_types()) == {"bloom", "gpt2", "gpt_neox", "llama", "mistral", "qwen2"}
     with pytest.raises(UnsupportedArchitectureError):
         wrap_model(model, byte_tokenizer())
+
+
+@pytest.mark.parametrize("family,inside", [("llama", "sdpa"), ("gpt2", "sdpa"), ("gpt_neox", "sdpa"), ("bloom", "eager")])
+def test_training_attention_is_sdpa_inside_and_eager_again_after(family, inside):
+    lm = wrap_model(*tiny_model_and_tokenizer(family, seed=0))
+    ids = torch.randint(0, 200, (2, 10))
+    with torch.no_grad():
+        eager = lm.model(input_ids=ids).logits
+        with lm.adapter.training_attention():
+            assert lm.model.config._attn_implementation == inside
+            fast = lm.model(input_ids=ids).logits
+    assert lm.model.config._attn_implementation == "eager"  # diagnosis needs the weights again
+    torch.testing.assert_close(fast, eager, rtol=1e-4, atol=1e-4)

@@ -93,6 +93,27 @@ def make_scheduler(optimizer, cfg: SurgeryConfig, total_steps: int):
     return get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_fraction * total_steps), total_steps)
 
 
+def _accumulate(accelerator, model, train, order, first_micro, rank, P, cfg, state, prefix_cache) -> list[float]:
+    """Forward and backward of one optimizer step's micro-batches (this process's share); their losses."""
+    losses = []
+    for k in range(cfg.grad_accum):
+        micro = first_micro + k * P + rank
+        rows = order[micro * cfg.batch_size : (micro + 1) * cfg.batch_size]
+        ids = train[rows].to(accelerator.device)
+        with accelerator.autocast(), (prefix_cache.batch(rows) if prefix_cache is not None else nullcontext()):
+            loss = model(input_ids=ids, labels=ids, use_cache=False).loss
+        if not torch.isfinite(loss):
+            raise NonFiniteLoss(f"loss became {loss.item()} at step {state.step + 1}")
+        if k < cfg.grad_accum - 1 and P > 1:
+            with accelerator.no_sync(model):
+                accelerator.backward(loss / cfg.grad_accum)
+        else:
+            accelerator.backward(loss / cfg.grad_accum)
+        losses.append(loss.item())
+        state.tokens += ids.numel() * P
+    return losses
+
+
 def train_loop(
     *,
     accelerator,
@@ -125,22 +146,9 @@ def train_loop(
         order = epoch_order(len(train), shuffle=True, seed=cfg.seed, epoch=epoch)
         first_micro = in_epoch * cfg.grad_accum * P
         t0 = time.perf_counter()
-        losses = []
-        for k in range(cfg.grad_accum):
-            micro = first_micro + k * P + rank
-            rows = order[micro * cfg.batch_size : (micro + 1) * cfg.batch_size]
-            ids = train[rows].to(accelerator.device)
-            with accelerator.autocast(), (prefix_cache.batch(rows) if prefix_cache is not None else nullcontext()):
-                loss = model(input_ids=ids, labels=ids, use_cache=False).loss
-            if not torch.isfinite(loss):
-                raise NonFiniteLoss(f"loss became {loss.item()} at step {state.step + 1}")
-            if k < cfg.grad_accum - 1 and P > 1:
-                with accelerator.no_sync(model):
-                    accelerator.backward(loss / cfg.grad_accum)
-            else:
-                accelerator.backward(loss / cfg.grad_accum)
-            losses.append(loss.item())
-            state.tokens += ids.numel() * P
+        adapter = getattr(slices, "adapter", None)
+        with adapter.training_attention() if adapter is not None else nullcontext():
+            losses = _accumulate(accelerator, model, train, order, first_micro, rank, P, cfg, state, prefix_cache)
         for i, p in enumerate(pieces):
             grad_seen[i] = grad_seen[i] or (p.grad is not None and bool(p.grad.abs().sum() > 0))
         if cfg.clip_norm > 0:

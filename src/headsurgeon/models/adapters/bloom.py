@@ -19,6 +19,7 @@ class BloomAdapter(FamilyAdapter):
     attention_path = "transformer.h.{layer}.self_attention"
     output_projection_path = "transformer.h.{layer}.self_attention.dense"
     block_path = "transformer.h.{layer}"
+    sdpa_for_training = False  # BLOOM's attention is not pluggable in transformers: it stays eager
     needs_eager = False
 
     def head_slices(self, layer: int, head: int) -> HeadSlices:
