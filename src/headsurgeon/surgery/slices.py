@@ -66,7 +66,6 @@ class _SplicedLinear(torch.autograd.Function):
     def forward(ctx, x, weight, bias, entries, *pieces):
         w, b = _splice(weight, bias, entries, pieces)
         ctx.entries = entries
-        ctx.has_bias = bias is not None
         ctx.save_for_backward(x, weight, *pieces)  # the frozen weight itself, no copy kept alive
         return F.linear(x, w, b)
 
