@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
     def study_cmd(
         model: Optional[str] = typer.Option(None, "--model", "-m", help="Model (default: built-in SmolLM2-135M)."),
         out: Path = typer.Option(Path("out/study"), "--out", "-o", help="Study folder (re-running the same command resumes; finished runs are reused)."),
-        preset: str = typer.Option("smollm2", help="Budget preset: smollm2 (~1 h on 2 CPU cores, unshared) or tiny (seconds, tiny models)."),
+        preset: str = typer.Option("smollm2", help="Budget preset: smollm2 (~45 min on 2 idle CPU cores) or tiny (seconds, tiny models)."),
         arms: Optional[str] = typer.Option(None, help="Comma-separated arms: surgery,no_reinit,random_healthy,extended,lora (stock always runs)."),
         seeds: Optional[str] = typer.Option(None, help="Comma-separated seeds (default 0,1,2)."),
         targets: Optional[int] = typer.Option(None, help="Number of target heads."),
@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
         eval_every: Optional[int] = typer.Option(None, help="Evaluate every N steps."),
         lr: Optional[float] = typer.Option(None, help="Learning rate (every training arm)."),
         seq_len: Optional[int] = typer.Option(None, help="Tokens per sequence."),
-        threads: Optional[int] = typer.Option(None, help="torch CPU threads (the smollm2 preset uses 1: on a shared 2-core machine a second thread made every step several times slower)."),
+        threads: Optional[int] = typer.Option(None, help="torch CPU threads (default: all cores; on a machine busy with other jobs use 1, a second thread there made every step several times slower)."),
         progress: bool = typer.Option(True, help="Show progress."),
     ) -> None:
         """Run surgery and its controls (no re-init, random healthy heads, extended, matched LoRA) over seeds; verdicts with CIs."""

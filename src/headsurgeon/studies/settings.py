@@ -6,8 +6,8 @@ by every arm) saved inside ``study.json``. Two presets:
 * ``tiny``: tiny random models in the tests; seconds per run. Random tiny models have no
   collapsed heads, so the targets are the heads with the highest BOS mass (``target_rule="top"``):
   it exercises the machinery and says nothing about collapse.
-* ``smollm2``: the default model (SmolLM2-135M) on one CPU core in about 80 minutes for all arms
-  x 3 seeds; ``docs/studies.md`` shows the measurements behind each number.
+* ``smollm2``: the default model (SmolLM2-135M) on this 2-core CPU in about 45 minutes for all
+  arms x 3 seeds; ``docs/studies.md`` shows the measurements behind each number.
 """
 
 from __future__ import annotations
@@ -95,14 +95,16 @@ STUDY_PRESETS: dict[str, StudySettings] = {
         training=preset("tiny").with_(max_steps=6, eval_every=3, keep_epoch_models=False),
         n_targets=2, target_rule="top", n_boot=2000, preset="tiny",
     ),
-    # Sized from single-thread measurements on this CPU (docs/studies.md). Measured: ~4.5 s per 1,024-token step on one quiet core (fp32) and ~95 s of evaluation per run;
-    # all arms x 3 seeds took ~80 min at that pace (docs/studies.md).
+    # Measured on this 2-core CPU (docs/studies.md): with both cores and no other job ~165 s per
+    # training run (48 steps of 1,024 tokens + 4 evaluations), ~15 min per seed, ~45 min for all
+    # arms x 3 seeds; with one thread ~300 s per run (~80 min). On a machine busy with other jobs
+    # pass --threads 1: there a second OpenMP thread made every piece several times slower.
     "smollm2": StudySettings(
         training=preset("cpu").with_(
             seq_len=128, batch_size=4, grad_accum=2, max_steps=48, eval_every=16, eval_sequences=12,
             gradient_checkpointing=False, keep_epoch_models=False, lr=1e-3,
         ),
-        n_targets=12, target_rule="collapsed", threads=1, preset="smollm2",
+        n_targets=12, target_rule="collapsed", threads=None, preset="smollm2",
     ),
 }
 
