@@ -119,8 +119,9 @@ def worker(variant: str, args, result_path: str) -> None:
 
     def step():
         ids = fixed if cache is not None else torch.randint(0, model.config.vocab_size, (args.batch_size, args.seq_len), generator=gen)
+        attention = loaded.adapter.training_attention() if args.attention == "sdpa" else nullcontext()
         with torch.autocast("cpu", dtype=dtype, enabled=args.precision == "bf16"), (cache.batch(rows) if cache else nullcontext()), \
-                loaded.adapter.training_attention():  # every variant trains with the attention `operate` uses (SDPA)
+                attention:  # every variant trains with the same attention; `operate` uses SDPA
             loss = model(input_ids=ids, labels=ids).loss
             loss.backward()
         if opt is not None:
@@ -169,6 +170,7 @@ def main() -> None:
     ap.add_argument("--checkpointing", action="store_true", help="gradient checkpointing in both variants")
     ap.add_argument("--plan", help="use this plan file instead of diagnosing and taking the top --targets heads")
     ap.add_argument("--threads", type=int, default=torch_threads_default(), help="torch threads per variant (default: all cores)")
+    ap.add_argument("--attention", choices=("sdpa", "eager"), default="sdpa", help="attention implementation of the training steps (operate uses sdpa)")
     ap.add_argument("--rounds", type=int, default=2, help="run the variants in turn this many times (load drifts on shared machines); medians over all rounds")
     ap.add_argument("--worker", choices=VARIANTS)
     ap.add_argument("--result")
@@ -182,7 +184,7 @@ def main() -> None:
             with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
                 out = fh.name
             cmd = [sys.executable, __file__, "--worker", variant, "--result", out, "--targets", str(args.targets), "--steps", str(args.steps),
-                   "--seq-len", str(args.seq_len), "--threads", str(args.threads), "--batch-size", str(args.batch_size), "--precision", args.precision] + (["--checkpointing"] if args.checkpointing else []) + (["--plan", args.plan] if args.plan else [])
+                   "--seq-len", str(args.seq_len), "--threads", str(args.threads), "--attention", args.attention, "--batch-size", str(args.batch_size), "--precision", args.precision] + (["--checkpointing"] if args.checkpointing else []) + (["--plan", args.plan] if args.plan else [])
             subprocess.run(cmd, check=True)
             rounds[variant].append(json.loads(Path(out).read_text()))
     results = {}
@@ -196,7 +198,7 @@ def main() -> None:
         results[variant] = merged
     s, c, m, f = results["surgical"], results["cached"], results["masked"], results["floor"]
     print(f"SmolLM2-135M, {s['targets']} target heads, {args.rounds} rounds x {args.steps} steps of {args.batch_size}x{args.seq_len} tokens, "
-          f"{args.precision}, gradient checkpointing {'on' if args.checkpointing else 'off'}, {args.threads} thread(s)")
+          f"{args.precision}, gradient checkpointing {'on' if args.checkpointing else 'off'}, {args.threads} thread(s), {args.attention} attention")
     print("columns: surgical slices; the same with the frozen prefix cached (a step of a later epoch); the paper's masked whole\n"
           "matrices; a floor with no weight gradient at all. Ratios against masked.")
     print(f"{'':26}{'surgical':>10}{'+cache':>10}{'masked':>10}{'floor':>10}{'surg/m':>8}{'cache/m':>8}{'floor/m':>8}")
