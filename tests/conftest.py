@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import pytest
+from torch_threads import one_torch_thread
 
 # This conftest also applies to the sub-folders' tests: keep global side effects harmless.
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -20,20 +21,24 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_torch_thread_for_tiny_models(request):
-    """Tiny models in this folder run on one thread: on a shared 2-core machine a second
-    OpenMP thread only spins (it tripled the CPU time of these tests under load). Only the
-    modules next to this file are affected; sub-folders keep their own settings."""
+    """Only the modules next to this file are affected; sub-folders keep their own settings."""
     if Path(str(request.module.__file__)).parent != Path(__file__).parent:
         yield
         return
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_torch_thread():
         yield
-    finally:
-        torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def text_corpus(tmp_path_factory):
+    """A folder of plain-text documents (built-in prompt texts, several copies), ~60k bytes."""
+    from headsurgeon.prompts import builtin_prompts
+
+    root = tmp_path_factory.mktemp("corpus")
+    for i in range(6):
+        for p in builtin_prompts():
+            (root / f"{p.name}-{i}.txt").write_text(p.text)
+    return root
 
 
 #: id -> (family, config overrides)
