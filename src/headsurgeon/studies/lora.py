@@ -84,10 +84,11 @@ def matched_sizing(adapter: FamilyAdapter, plan: SurgeryPlan, *, scale: float = 
 class LoraPieces:
     """LoRA adapters injected into a model in place; only their matrices are trainable."""
 
-    def __init__(self, model: nn.Module, sizing: LoraSizing, *, seed: int):
+    def __init__(self, model: nn.Module, sizing: LoraSizing, *, seed: int, adapter=None):
         from peft import LoraConfig, inject_adapter_in_model
 
         self.model = model
+        self.adapter = adapter  # lets the training loop use the same attention path as surgery (SDPA)
         self.sizing = sizing
         for p in model.parameters():
             p.requires_grad_(False)

@@ -84,7 +84,7 @@ def train_lora(
         manifest["stock"] = evaluate("stock")
     else:
         manifest = existing
-    pieces = LoraPieces(loaded.model, sizing, seed=cfg.seed)
+    pieces = LoraPieces(loaded.model, sizing, seed=cfg.seed, adapter=loaded.adapter)
     manifest["trainable_parameters"] = pieces.num_parameters()
     if cfg.gradient_checkpointing:
         if hasattr(loaded.model, "activation_checkpointing_enable"):

@@ -11,8 +11,8 @@ half of the forward pass from every step after the first epoch.
 The result equals training without the cache up to the floating-point effect of computing a
 sequence's prefix in another batch (on CPU the kept and recomputed streams were bit-identical
 in our tests; tested to 1e-6). It is opt-in (``SurgeryConfig.cache_frozen_prefix``) because it
-holds ``sequences x seq_len x hidden`` values in memory, capped by ``prefix_cache_gb``:
-sequences beyond the cap are simply recomputed.
+holds ``sequences x seq_len x hidden`` values in host memory (pinned when training on a GPU),
+capped by ``prefix_cache_gb``: sequences beyond the cap are simply recomputed.
 """
 
 from __future__ import annotations
@@ -62,7 +62,9 @@ class FrozenPrefixCache:
     def _allocate(self, sample: torch.Tensor) -> None:
         per_row = sample[0].numel() * sample.element_size()
         self.capacity = min(self.n_rows, self.max_bytes // max(per_row, 1))
-        self.store = torch.empty((self.capacity, *sample.shape[1:]), dtype=sample.dtype, device=sample.device)
+        # Host memory, whatever the training device: a GPU's memory is better spent on the model.
+        self.store = torch.empty((self.capacity, *sample.shape[1:]), dtype=sample.dtype, device="cpu",
+                                 pin_memory=sample.is_cuda)
 
     @contextmanager
     def batch(self, rows: torch.Tensor):
@@ -93,7 +95,7 @@ class FrozenPrefixCache:
                 self._allocate(hidden)
             fits = rows < self.capacity
             if fits.any():
-                self.store[rows[fits]] = hidden.detach()[fits.to(hidden.device)]
+                self.store[rows[fits]] = hidden.detach()[fits.to(hidden.device)].cpu()
                 self.filled[rows[fits]] = True
 
         def shape(layer):
@@ -106,8 +108,10 @@ class FrozenPrefixCache:
         return handles
 
     def _skip(self, target, rows: torch.Tensor) -> list:
+        device = next(target.parameters()).device
+
         def inject(module, args, kwargs):
-            kept = self.store[rows]
+            kept = self.store[rows].to(device, non_blocking=True)
             if args:
                 return (kept, *args[1:]), kwargs
             return args, {**kwargs, "hidden_states": kept}
