@@ -7,12 +7,14 @@ of 91 steps of 2 x 128 tokens), once with `cache_frozen_prefix`, and prints the 
 how many micro-batches skipped the frozen layers, and whether the two final models are bit-identical.
 Writes out/cache-real.json.
 """
-import json, sys, time
+import json
 from dataclasses import replace
+
 import torch
-from headsurgeon.surgery import SurgeryPlan, operate, preset
-from headsurgeon.models import load_model
 from safetensors.torch import load_file
+
+from headsurgeon.models import load_model
+from headsurgeon.surgery import SurgeryPlan, operate, preset
 
 plan = SurgeryPlan.load("out/acceptance-plan.json")
 base = replace(preset("cpu"), max_steps=None, epochs=2, max_train_tokens=24000, eval_every=1000,

@@ -1,9 +1,8 @@
-"""Fixtures for study tests: a small text corpus and a tiny model factory."""
+"""Fixtures for study tests: the shared text corpus under its study name, one torch thread."""
 
 from __future__ import annotations
 
 import pytest
-from study_helpers import tiny_lm
 from torch_threads import one_torch_thread
 
 
@@ -11,11 +10,6 @@ from torch_threads import one_torch_thread
 def study_corpus(text_corpus):
     """The shared text corpus (``tests/conftest.py``) under the name the study tests use."""
     return text_corpus
-
-
-@pytest.fixture
-def tiny_factory():
-    return tiny_lm
 
 
 @pytest.fixture(autouse=True, scope="module")

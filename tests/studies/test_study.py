@@ -4,7 +4,6 @@ import json
 import sys
 
 import pytest
-import torch
 from safetensors.torch import load_file
 from study_helpers import tiny_lm
 
@@ -47,6 +46,13 @@ def test_study_runs_every_arm_and_seed_and_writes_its_outputs(study):
         assert s.n == 3 and s.ci_low <= s.mean <= s.ci_high and s.std >= 0
     assert {v.claim for v in st.claims()} == {c[0] for c in CLAIMS}
     assert all(v.outcome in ("holds", "reversed", "inconclusive") and v.seeds == list(SEEDS) for v in st.claims())
+    for v in st.verdicts:  # the verdict follows from its interval, as documented
+        d = v.difference
+        if d.n < 2 or d.ci_low is None:
+            expected = "inconclusive"
+        else:
+            expected = "holds" if d.ci_low > 0 else "reversed" if d.ci_high < 0 else "inconclusive"
+        assert v.outcome == expected, (v.claim, v.metric, d.ci_low, d.ci_high, v.outcome)
 
 
 def test_arms_are_what_they_claim(study):
@@ -103,6 +109,10 @@ def test_html_section_is_a_self_contained_fragment(study):
     assert html.startswith("<section") and html.rstrip().endswith("</section>") and "<html" not in html
     assert "<style>" in html and html.count("<img") == 2 and "src='data:image/png;base64," in html
     assert "inconclusive" in html or "holds" in html or "reversed" in html
+    # each verdict's own cell (the explanatory note below the table mentions all three words anyway)
+    for v in st.verdicts:
+        assert f"<td class='{v.outcome}'>" in html
+    assert html.count("<td class='holds'>") + html.count("<td class='reversed'>") + html.count("<td class='inconclusive'>") == len(st.verdicts)
 
 
 def test_markdown_tables(study):

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 
 from headsurgeon._version import SCHEMA_VERSION, __version__
-from headsurgeon.diagnosis import Diagnosis
 from headsurgeon.errors import HeadsurgeonError
 from headsurgeon.io import atomic_write_text, now_iso, read_json_document
 from headsurgeon.models.adapters import HeadRef

@@ -68,7 +68,7 @@ def kv_table(d: dict) -> str:
     read 0.0001)."""
 
     def show(v) -> str:
-        if isinstance(v, float) and not isinstance(v, bool):
+        if isinstance(v, float):
             return esc(f"{v:g}" if abs(v) < 1e-3 or abs(v) >= 1e6 else repr(v))
         return num(v) if isinstance(v, (int, bool)) else esc(v)
 

@@ -84,20 +84,16 @@ def matched_sizing(adapter: FamilyAdapter, plan: SurgeryPlan, *, scale: float = 
 class LoraPieces:
     """LoRA adapters injected into a model in place; only their matrices are trainable."""
 
-    def __init__(self, model: nn.Module, sizing: LoraSizing, *, seed: int, adapter=None):
+    def __init__(self, adapter: FamilyAdapter, sizing: LoraSizing, *, seed: int):
         from peft import LoraConfig, inject_adapter_in_model
 
+        model = adapter.model
         self.model = model
-        self.adapter = adapter  # lets the training loop use the same attention path as surgery (SDPA)
+        self.adapter = adapter  # also lets the training loop use the same attention path as surgery (SDPA)
         self.sizing = sizing
-        for p in model.parameters():
-            p.requires_grad_(False)
-        from transformers.pytorch_utils import Conv1D
-
-        # GPT-2 stores its projections transposed (Conv1D); peft needs to be told, or it warns and guesses.
-        transposed = any(isinstance(model.get_submodule(m), Conv1D) for m in sizing.modules)
+        # Weights stored [in, out] (GPT-2's Conv1D): peft needs to be told, or it warns and guesses.
         config = LoraConfig(r=sizing.rank, lora_alpha=sizing.alpha, lora_dropout=0.0, bias="none",
-                            target_modules=list(sizing.modules), fan_in_fan_out=transposed)
+                            target_modules=list(sizing.modules), fan_in_fan_out=adapter.weight_output_dim == 1)
         # peft draws the A matrices from the global RNG: draw them from the seed without disturbing it.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))

@@ -84,7 +84,7 @@ def train_lora(
         manifest["stock"] = evaluate("stock")
     else:
         manifest = existing
-    pieces = LoraPieces(loaded.model, sizing, seed=cfg.seed, adapter=loaded.adapter)
+    pieces = LoraPieces(loaded.adapter, sizing, seed=cfg.seed)
     manifest["trainable_parameters"] = pieces.num_parameters()
     if cfg.gradient_checkpointing:
         if hasattr(loaded.model, "activation_checkpointing_enable"):
@@ -168,7 +168,7 @@ def load_lora_weights(loaded: LoadedModel, run_dir: str | Path, manifest: dict) 
     from .lora import LoraSizing
 
     sizing = LoraSizing(**{k: v for k, v in manifest["lora"].items() if k != "ratio"})
-    pieces = LoraPieces(loaded.model, sizing, seed=manifest["config"]["seed"])
+    pieces = LoraPieces(loaded.adapter, sizing, seed=manifest["config"]["seed"])
     pieces.load_pieces(load_file(str(Path(run_dir) / "adapter" / "final.safetensors")))
     loaded.model.eval()
     return pieces

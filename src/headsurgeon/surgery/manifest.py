@@ -117,7 +117,7 @@ def check_same_run(run_dir: Path, fp: str, *, model: dict, plan: dict, config: d
         if run_dir.is_dir() and any(p for p in run_dir.iterdir() if not p.name.startswith(".")):
             raise HeadsurgeonError(f"output directory {run_dir} is not empty and holds no {what}; choose a new --out")
         return None
-    existing = read_json_document(path, kind=kind) if kind else load_manifest(run_dir)
+    existing = read_json_document(path, kind=kind or "surgery_run")
     if existing.get("fingerprint") != fp:
         diffs = run_differences(existing, model, plan, config, extra)
         if diffs:

@@ -220,15 +220,12 @@ class SurgicalSlices:
                 self.installed.setdefault(name, []).append((i, piece))
         return self
 
-    def _pieces_of(self, name: str) -> list[tuple[int, nn.Parameter]]:
-        return self.installed[name]
-
     def parameters(self) -> list[nn.Parameter]:
-        return [p for name in self.installed for _, p in self._pieces_of(name)]
+        return [p for name in self.installed for _, p in self.installed[name]]
 
     def named_pieces(self) -> dict[str, nn.Parameter]:
         """Pieces under stable names ``<parameter>#<k>`` (k-th region of that parameter)."""
-        return {f"{name}#{k}": p for name in self.installed for k, (_, p) in enumerate(self._pieces_of(name))}
+        return {f"{name}#{k}": p for name in self.installed for k, (_, p) in enumerate(self.installed[name])}
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -240,7 +237,7 @@ class SurgicalSlices:
 
     def _spliced(self, name: str, base: torch.Tensor) -> torch.Tensor:
         out = base.detach().clone()
-        for i, piece in self._pieces_of(name):
+        for i, piece in self.installed[name]:
             self.regions[i].slice.view(out).copy_(piece.detach().to(out.dtype))
         return out
 
@@ -265,7 +262,7 @@ class SurgicalSlices:
         """Write the pieces into the frozen parameters and restore the plain forward."""
         for name in self.installed:
             param = self.adapter.parameter(name)
-            for i, piece in self._pieces_of(name):
+            for i, piece in self.installed[name]:
                 self.regions[i].slice.view(param.data).copy_(piece.detach().to(param.dtype))
         self._detach_modules()
 

@@ -138,6 +138,7 @@ def train_loop(
             f"({cfg.batch_size * cfg.grad_accum * P}); use more text or lower --batch-size/--grad-accum"
         )
     pieces = slices.parameters()
+    adapter = getattr(slices, "adapter", None)  # surgical slices and LoRA pieces both carry one: SDPA for the steps
     grad_seen = [False] * len(pieces)
     bar = tqdm(total=total_steps, initial=state.step, desc="surgery", unit="step", disable=not (progress and accelerator.is_main_process))
     model.train()
@@ -146,7 +147,6 @@ def train_loop(
         order = epoch_order(len(train), shuffle=True, seed=cfg.seed, epoch=epoch)
         first_micro = in_epoch * cfg.grad_accum * P
         t0 = time.perf_counter()
-        adapter = getattr(slices, "adapter", None)
         with adapter.training_attention() if adapter is not None else nullcontext():
             losses = _accumulate(accelerator, model, train, order, first_micro, rank, P, cfg, state, prefix_cache)
         for i, p in enumerate(pieces):
