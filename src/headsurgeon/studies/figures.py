@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import matplotlib
@@ -23,6 +22,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from headsurgeon.evaluation.figures import png_bytes  # noqa: E402
 
 from .result import StudyResult  # noqa: E402
 from .settings import ARM_LABELS, ARMS  # noqa: E402
@@ -111,16 +112,9 @@ def endpoints_figure(study: StudyResult):
 FIGURES = {"curves": curves_figure, "endpoints": endpoints_figure}
 
 
-def figure_png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
-
-
 def render_figures(study: StudyResult) -> dict[str, bytes]:
     """PNG bytes of every study figure (for files and for the HTML section)."""
-    return {name: figure_png(make(study)) for name, make in FIGURES.items()}
+    return {name: png_bytes(make(study)) for name, make in FIGURES.items()}
 
 
 def save_figures(study: StudyResult, folder: str | Path, pngs: dict[str, bytes] | None = None) -> dict[str, Path]:

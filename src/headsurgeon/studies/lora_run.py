@@ -30,6 +30,7 @@ from headsurgeon.errors import HeadsurgeonError
 from headsurgeon.io import ensure_output_dir, write_json
 from headsurgeon.models import LoadedModel
 from headsurgeon.surgery import SurgeryConfig, SurgeryPlan, SurgeryResult
+from headsurgeon.surgery.config import is_better
 from headsurgeon.surgery.checkpoint import save_training_state
 from headsurgeon.surgery.manifest import check_same_run, fingerprint, new_manifest
 from headsurgeon.surgery.monitor import evaluate_state
@@ -113,8 +114,7 @@ def train_lora(
 
     def maybe_best(row: dict) -> None:
         value, best = row.get(cfg.best_metric), manifest["best"]
-        lower = cfg.best_metric != "targets_healthy"
-        if value is not None and (best is None or (value < best["value"] if lower else value > best["value"])):
+        if value is not None and is_better(value, None if best is None else best["value"], cfg.best_metric):
             manifest["best"] = {"metric": cfg.best_metric, "value": value, "step": row["step"], "path": "adapter/best.safetensors"}
             save_adapter("best")
 

@@ -92,6 +92,13 @@ PRESETS: dict[str, SurgeryConfig] = {
 }
 
 
+def is_better(value: float, best: float | None, metric: str) -> bool:
+    """Whether ``value`` of ``metric`` beats the best so far (``None``: nothing yet)."""
+    if best is None:
+        return True
+    return value < best if BEST_METRICS[metric] == "min" else value > best
+
+
 def preset(name: str) -> SurgeryConfig:
     if name not in PRESETS:
         raise HeadsurgeonError(f"unknown preset '{name}'; choose from {', '.join(PRESETS)}")

@@ -25,7 +25,7 @@ from headsurgeon.prompts import builtin_prompts
 from headsurgeon.prompts.encoding import encode_prompts
 
 from .checkpoint import latest_training_state, save_model, save_training_state
-from .config import BEST_METRICS, SurgeryConfig
+from .config import SurgeryConfig, is_better
 from .invariant import compare, frozen_hashes, region_hashes
 from .manifest import check_same_run, fingerprint, load_manifest, new_manifest, save_manifest
 from .monitor import evaluate_state
@@ -57,12 +57,6 @@ class SurgeryResult:
     @classmethod
     def load(cls, run_dir: str | Path) -> "SurgeryResult":
         return cls(Path(run_dir), load_manifest(run_dir))
-
-
-def _is_better(value: float, best: float | None, metric: str) -> bool:
-    if best is None:
-        return True
-    return value < best if BEST_METRICS[metric] == "min" else value > best
 
 
 def operate(
@@ -171,7 +165,7 @@ def operate(
         metric = cfg.best_metric
         value = row.get(metric)
         best = manifest["best"]
-        if value is not None and _is_better(value, None if best is None else best["value"], metric):
+        if value is not None and is_better(value, None if best is None else best["value"], metric):
             manifest["best"] = {"metric": metric, "value": value, "step": row["step"], "path": "models/best"}
             if main:
                 save_model(loaded.model, tok, slices.merged_state_dict(), run_dir / "models" / "best", record("best"))
