@@ -61,7 +61,7 @@ def register(app: typer.Typer) -> None:
         )
         study = run_study(model, out_dir=out, settings=settings, progress=progress)
         console.print(f"[bold]study {study.status}[/bold]: {len(study.runs)} runs ({len(study.timing['trained_now'])} trained now, "
-                      f"{len(study.timing['reused'])} reused) in {study.timing['wall_seconds']} s")
+                      f"{len(study.timing['reused'])} reused) in {study.timing['wall_seconds']:.1f} s")
         for v in study.claims():
             d = v.difference
             ci = f"[{_g(d.ci_low)}, {_g(d.ci_high)}]" if d.n > 1 else ""

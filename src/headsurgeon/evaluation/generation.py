@@ -55,7 +55,7 @@ class Generations:
 
     def to_dict(self) -> dict:
         return {"prompts": self.prompts, "sources": self.sources, "texts": self.texts, "new_tokens": self.new_tokens,
-                "settings": asdict(self.settings), "seconds": round(self.seconds, 1)}
+                "settings": asdict(self.settings), "seconds": self.seconds}
 
     @classmethod
     def from_dict(cls, doc: dict) -> "Generations":

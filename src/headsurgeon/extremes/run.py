@@ -89,7 +89,7 @@ def run_extremes(
     del probes
     if "interventions" in parts:
         result.interventions = _interventions(loaded, encoded, losses, summaries, result, heads, settings, batch_size, progress)
-    result.elapsed_seconds = round(time.perf_counter() - start, 2)
+    result.elapsed_seconds = time.perf_counter() - start
     if out_dir is not None:
         from .outputs import write_extremes_outputs
 

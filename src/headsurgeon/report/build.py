@@ -167,7 +167,7 @@ def build_report(
         data["study"] = {"path": str(opts.study), "status": study.status, "settings": study.settings,
                          "verdicts": [v.to_dict() for v in study.verdicts]}
         study_html = study_html_section(study, heading=False)
-    data["elapsed_seconds"] = round(time.perf_counter() - start, 1)
+    data["elapsed_seconds"] = time.perf_counter() - start
     report = Report(data, figures, study_html)
     html_path = Path(out) if out else run.run_dir / "report.html"
     json_path = html_path.with_suffix(".json")

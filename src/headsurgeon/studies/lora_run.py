@@ -154,7 +154,7 @@ def train_lora(
     hist = manifest["history"]
     manifest["outcome"] = {"targets": len(plan.targets), "targets_healthy_final": hist[-1].get("targets_healthy"),
                            "recollapsed_targets": recollapsed_targets(hist, [str(t) for t in plan.targets]), "steps": state.step, "tokens": state.tokens}
-    manifest["timing"] = {"wall_seconds_this_session": round(time.perf_counter() - start, 1), "train_seconds": round(state.train_seconds, 1),
+    manifest["timing"] = {"wall_seconds_this_session": time.perf_counter() - start, "train_seconds": state.train_seconds,
                           "tokens_per_second": round(state.tokens / max(state.train_seconds, 1e-9), 1)}
     manifest["status"] = "finished"
     write_json(run_dir / "manifest.json", manifest)

@@ -127,8 +127,8 @@ def summarize_run(arm: str, seed: int, manifest: dict, measures: dict, *, run_di
         "recollapsed": len(recollapsed_targets(hist, heads)),
         "trainable_parameters": manifest.get("trainable_parameters"),
         "train_seconds": manifest["timing"].get("train_seconds"),
-        "eval_seconds": round(eval_s, 1),
-        "compute_seconds": round((manifest["timing"].get("train_seconds") or 0.0) + eval_s, 1),
+        "eval_seconds": eval_s,
+        "compute_seconds": (manifest["timing"].get("train_seconds") or 0.0) + eval_s,
         "tokens_per_second": manifest["timing"].get("tokens_per_second"),
         **{k: v for k, v in measures.items() if k in SCALARS or k.startswith("drift") or k.startswith("ablation")},
     }

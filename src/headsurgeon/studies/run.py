@@ -94,7 +94,7 @@ def _stock_reference(factory, cfg: SurgeryConfig, plans: dict[str, SurgeryPlan],
     atomic_write_bytes(folder / "heldout.safetensors", save({"heldout": heldout.contiguous()}))
     doc = {"schema_version": SCHEMA_VERSION, "package_version": __version__, "kind": "study_stock_reference", "created": now_iso(),
            "key": key, "row": row, "ablation": ab.delta, "base_loss": ab.base_loss, "ablation_tokens": ab.tokens,
-           "seconds": round(time.perf_counter() - start, 1), "dir": str(folder)}
+           "seconds": time.perf_counter() - start, "dir": str(folder)}
     write_json(path, doc)
     return {**doc, "reused": False}
 
@@ -203,9 +203,9 @@ def _run_study(model: ModelSource, *, out_dir, settings: StudySettings, progress
             runs.append(summarize_run(arm, seed, manifest, meas, run_dir=str(run_dir), reused=was_reused))
             if arm == "lora":
                 lora_info = manifest.get("lora")
-            timing = {"wall_seconds": round(time.perf_counter() - start, 1), "trained_now": trained, "reused": reused}
+            timing = {"wall_seconds": time.perf_counter() - start, "trained_now": trained, "reused": reused}
             _assemble(description, settings, heads, lora_info, runs, status="running", timing=timing, out=out).save(out / "study.json")
-    timing = {"wall_seconds": round(time.perf_counter() - start, 1), "trained_now": trained, "reused": reused}
+    timing = {"wall_seconds": time.perf_counter() - start, "trained_now": trained, "reused": reused}
     study = _assemble(description, settings, heads, lora_info, runs, status="finished", timing=timing, out=out)
     study.save(out / "study.json")
     if figures:

@@ -231,7 +231,7 @@ def operate(
     if prefix_cache is not None:
         manifest["prefix_cache"] = {"first_layer": prefix_cache.first_layer, "sequences_kept": int(prefix_cache.filled.sum()),
                                     "micro_batches_skipped": prefix_cache.hits, "micro_batches_computed": prefix_cache.fills}
-    manifest["timing"] = {"wall_seconds_this_session": round(time.perf_counter() - start, 1), "train_seconds": round(state.train_seconds, 1),
+    manifest["timing"] = {"wall_seconds_this_session": time.perf_counter() - start, "train_seconds": state.train_seconds,
                           "tokens_per_second": round(state.tokens / max(state.train_seconds, 1e-9), 1)}
     manifest["status"] = "finished"
     if main:
