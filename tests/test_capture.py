@@ -1,9 +1,12 @@
-"""Streaming capture: the statistics reduced inside the forward pass equal a plain computation.
+"""The engine's statistics equal a plain computation from transformers' eager maps.
 
-The reference runs each prompt *alone* (no padding) with ``output_attentions=True`` and computes
-the metrics with explicit Python loops over the full maps. The streamed numbers come from
-right-padded batches of prompts of different lengths, so agreement to 1e-5 shows both that the
-hooks see the real probabilities and that padding never moves position 0.
+The reference runs each prompt *alone* (no padding) on transformers' eager attention with
+``output_attentions=True`` and computes the metrics with explicit Python loops over the full
+maps. The engine's numbers come from right-padded batches of prompts of different lengths, on the
+fused route and on the chunked route with chunks of 3 query rows (so chunk boundaries fall inside
+every prompt), so agreement to 1e-5 shows that the engine computes the probabilities the model
+uses, that padding never moves position 0, and that chunking changes nothing. The eager capture
+(``stream_attention``, the reference path) is tested here too.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from headsurgeon.capture import AttentionBatch, check_attention_map, stream_attention
+from headsurgeon.capture import ENGINE, AttentionBatch, check_attention_map, stream_attention
 from headsurgeon.diagnosis import collect_head_stats
 from headsurgeon.errors import CaptureError
 from headsurgeon.prompts import Prompt
@@ -57,7 +60,8 @@ def reference(loaded, encoded, include_first_query: bool) -> dict[str, np.ndarra
     L, H = loaded.adapter.num_layers, loaded.adapter.num_heads
     ref = {m: np.zeros((len(encoded), L, H)) for m in ("bos_mass", "entropy", "local_mass")}
     for p, e in enumerate(encoded):
-        maps = loaded.model(torch.tensor([e.ids]), output_attentions=True).attentions
+        with loaded.adapter.reference_attention():
+            maps = loaded.model(torch.tensor([e.ids]), output_attentions=True).attentions
         for layer, A in enumerate(maps):
             A = A[0].double().numpy()
             assert A.shape == (H, e.length, e.length)
@@ -67,14 +71,16 @@ def reference(loaded, encoded, include_first_query: bool) -> dict[str, np.ndarra
 
 
 @pytest.mark.parametrize("include_first_query", [False, True])
-def test_streamed_stats_equal_output_attentions(tiny, include_first_query):
+def test_engine_stats_equal_eager_maps(tiny, include_first_query):
     enc = encoded_prompts(tiny.tokenizer)
     ref = reference(tiny, enc, include_first_query)
-    for batch_size in (len(enc), 2):  # one padded batch, and several smaller ones
-        got = collect_head_stats(tiny, enc, batch_size=batch_size, include_first_query=include_first_query, progress=False)
+    for batch_size, route, chunk in ((len(enc), "auto", None), (2, "auto", None), (len(enc), "chunked", 3), (2, "chunked", 1)):
+        got = collect_head_stats(
+            tiny, enc, batch_size=batch_size, include_first_query=include_first_query, progress=False, route=route, chunk=chunk,
+        )
         for m in ref:
             assert got[m].shape == ref[m].shape
-            np.testing.assert_allclose(got[m], ref[m], atol=1e-5, rtol=0, err_msg=f"{m}, batch {batch_size}")
+            np.testing.assert_allclose(got[m], ref[m], atol=1e-5, rtol=0, err_msg=f"{m}, batch {batch_size}, {route} {chunk}")
     # the maps are far from uniform, so an equality above is not an accident of symmetry
     assert ref["bos_mass"].std() > 0.02
 
@@ -123,8 +129,8 @@ def test_hooks_are_removed_when_the_callback_fails(tiny_llama):
     assert all(not a.attention_module(l)._forward_hooks for l in range(a.num_layers))
 
 
-# ----- backends without weights -----------------------------------------------------------
-def test_wrap_model_switches_to_eager(tiny_factory):
+# ----- backends the engine cannot measure ---------------------------------------------------
+def test_wrap_model_selects_the_engine(tiny_factory):
     from headsurgeon.models import wrap_model
     from headsurgeon.models.tiny import tiny_model_and_tokenizer
 
@@ -132,26 +138,36 @@ def test_wrap_model_switches_to_eager(tiny_factory):
     model.set_attn_implementation("sdpa")
     assert model.config._attn_implementation == "sdpa"
     wrap_model(model, tok)
-    assert model.config._attn_implementation == "eager"
+    assert model.config._attn_implementation == ENGINE
 
 
 @pytest.mark.parametrize("case", ["llama-gqa", "mistral-gqa3", "qwen2-gqa", "gpt2", "gpt_neox"])
-def test_sdpa_backend_fails_loudly(case, tiny_factory):
+@pytest.mark.parametrize("backend", ["sdpa", "eager"])
+def test_other_backends_fail_loudly(case, backend, tiny_factory):
     """transformers 5.23 quietly returns ``None`` weights under SDPA (and an *empty* tuple for
-    ``output_attentions=True``): capture must refuse, not report zeros."""
+    ``output_attentions=True``): a backend the engine is not part of must be refused, not
+    reported as zeros."""
     loaded = tiny_factory(case)
-    loaded.model.set_attn_implementation("sdpa")
+    loaded.model.set_attn_implementation(backend)
     enc = encoded_prompts(loaded.tokenizer)
-    with pytest.raises(CaptureError, match="returned no weights.*eager"):
+    with pytest.raises(CaptureError, match=f"'{backend}'.*cannot measure"):
         collect_head_stats(loaded, enc, progress=False)
-    assert all(not loaded.adapter.attention_module(l)._forward_hooks for l in range(loaded.adapter.num_layers))
+
+
+def test_the_reference_capture_refuses_a_backend_without_weights(tiny_factory):
+    loaded = tiny_factory("llama-gqa")
+    ids = torch.tensor([loaded.tokenizer("some text here")["input_ids"]])
+    with pytest.raises(CaptureError, match="returned no weights"):
+        with torch.no_grad(), stream_attention(loaded.adapter, torch.tensor([ids.shape[1]]), lambda b: None):
+            loaded.model.set_attn_implementation("sdpa")  # switched behind the reference's back
+            loaded.model(ids)
 
 
 def test_layer_bypassing_the_adapter_is_an_error(tiny_llama, monkeypatch):
     a = tiny_llama.adapter
     real = a.attention_module
     monkeypatch.setattr(a, "attention_module", lambda layer: torch.nn.Identity() if layer == 1 else real(layer))
-    with pytest.raises(CaptureError, match="captured for layers"):
+    with pytest.raises(CaptureError, match="measured for layers"):
         collect_head_stats(tiny_llama, encoded_prompts(tiny_llama.tokenizer), progress=False)
 
 

@@ -1,4 +1,8 @@
-"""Streaming per-head attention capture.
+"""The eager reference: full per-head attention maps captured through hooks.
+
+The measurement engine (:mod:`.engine`) has replaced this path everywhere a statistic is
+measured; it stays as the reference the tests compare the engine with (the maps are the
+probabilities transformers' eager attention multiplies with its values).
 
 How the weights are obtained: every supported family's attention module returns
 ``(attn_output, attn_weights)`` from its forward. On the eager path (which
@@ -17,7 +21,7 @@ never a silent zero.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -85,8 +89,9 @@ def stream_attention(
 ) -> Iterator[None]:
     """Within this context, every forward pass calls ``on_layer`` once per layer with its weights.
 
-    ``lengths`` are the real lengths of the batch about to be run (right padding). Hooks are
-    always removed on exit, even on error.
+    ``lengths`` are the real lengths of the batch about to be run (right padding). The model
+    runs transformers' eager attention inside the context. Hooks are always removed on exit,
+    even on error.
     """
     handles = []
 
@@ -106,10 +111,13 @@ def stream_attention(
         return hook
 
     wanted = range(adapter.num_layers) if layers is None else layers
+    stack = ExitStack()
     try:
+        stack.enter_context(adapter.reference_attention())
         for layer in wanted:
             handles.append(adapter.attention_module(layer).register_forward_hook(make_hook(layer)))
         yield
     finally:
         for h in handles:
             h.remove()
+        stack.close()

@@ -8,12 +8,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from headsurgeon.capture import AttentionBatch, stream_attention
-from headsurgeon.errors import CaptureError
+from headsurgeon.capture import LayerStats, check_all_layers, measure_attention
 from headsurgeon.models import LoadedModel
 from headsurgeon.prompts.encoding import EncodedPrompt, batches
 
-from .metrics import METRICS, head_stats
+from .metrics import METRICS, layer_head_stats
 
 
 @torch.no_grad()
@@ -24,13 +23,17 @@ def collect_head_stats(
     batch_size: int = 4,
     include_first_query: bool = False,
     progress: bool = True,
+    route: str = "auto",
+    chunk: int | None = None,
 ) -> dict[str, np.ndarray]:
     """``{metric: [prompts, layers, heads]}`` for every prompt in ``encoded``.
 
-    Each layer's maps are reduced inside the forward pass (see :mod:`headsurgeon.capture`), so
-    memory holds one layer's attention at a time whatever the depth of the model. Only the
+    Each layer's statistics are computed inside its attention call by the measurement engine
+    (:mod:`headsurgeon.capture.engine`): no T x T map is held, at any depth or length. Only the
     last position's logits are asked for: the full ``[batch, T, vocab]`` logits are never used
     here and were the largest allocation of the pass (805 MB for SmolLM2 at 8 x 512 tokens).
+    ``route``/``chunk``: see :func:`headsurgeon.capture.measure_attention` (``"chunked"`` forces
+    explicit scores in chunks of ``chunk`` query rows).
     """
     adapter, model = loaded.adapter, loaded.model
     P, L, H = len(encoded), adapter.num_layers, adapter.num_heads
@@ -44,18 +47,15 @@ def collect_head_stats(
     try:
         for batch in batches(encoded, batch_size=batch_size, pad_id=pad_id):
             lengths = batch.lengths.to(device)
-            seen: list[int] = []
 
-            def on_layer(att: AttentionBatch) -> None:
-                stats = head_stats(att, include_first_query=include_first_query)
+            def on_layer(att: LayerStats) -> None:
+                stats = layer_head_stats(att, include_first_query=include_first_query)
                 for m in METRICS:
                     out[m][batch.indices, att.layer, :] = getattr(stats, m).cpu().numpy()
-                seen.append(att.layer)
 
-            with stream_attention(adapter, lengths, on_layer):
+            with measure_attention(adapter, lengths, on_layer, route=route, chunk=chunk) as session:
                 model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device), use_cache=False, **extra)
-            if sorted(seen) != list(range(L)):
-                raise CaptureError(f"attention was captured for layers {sorted(seen)} of {L}; the model's forward bypasses the adapter's attention modules")
+            check_all_layers(session, range(L))
             bar.update(len(batch.indices))
     finally:
         bar.close()

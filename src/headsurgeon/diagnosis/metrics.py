@@ -1,4 +1,4 @@
-"""Per-head attention statistics, reduced from one layer's maps at a time.
+"""Per-head attention statistics: per-row values of one layer averaged over query positions.
 
 Definitions (``SCIENCE.md`` part A), for a prompt of T tokens and attention ``A`` (rows = queries):
 
@@ -9,6 +9,9 @@ Definitions (``SCIENCE.md`` part A), for a prompt of T tokens and attention ``A`
 Query position 0 can only attend to itself (``A[0, 0] = 1``), which inflates BOS mass by about
 1/T and deflates entropy; by default it is left out of every mean (``include_first_query``
 puts it back, as the paper did). Padded query positions are always left out.
+
+The per-row values come from the measurement engine (:mod:`headsurgeon.capture.engine`, no map
+held); :func:`head_stats` computes the same from full maps, as the reference.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from headsurgeon.capture import AttentionBatch
+from headsurgeon.capture import AttentionBatch, LayerStats, RowStats, rows_from_maps
 
 METRICS = ("bos_mass", "entropy", "local_mass")
 
@@ -31,7 +34,7 @@ class HeadStats:
     local_mass: torch.Tensor
 
 
-def query_mask(batch: AttentionBatch, include_first_query: bool) -> torch.Tensor:
+def query_mask(batch: AttentionBatch | LayerStats, include_first_query: bool) -> torch.Tensor:
     mask = batch.valid_queries()
     if not include_first_query:
         mask = mask.clone()
@@ -41,27 +44,25 @@ def query_mask(batch: AttentionBatch, include_first_query: bool) -> torch.Tensor
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of ``values [B, H, T]`` over positions where ``mask [B, T]`` holds."""
-    m = mask[:, None, :].to(values.dtype)
-    return (values * m).sum(-1) / m.sum(-1).clamp_min(1)
+    m = mask[:, None, :].expand_as(values)
+    total = torch.where(m, values, torch.zeros((), dtype=values.dtype, device=values.device)).sum(-1)
+    return total / m.sum(-1).clamp_min(1).to(values.dtype)  # where(), not *: padded rows may hold NaN
 
 
-def local_band(weights: torch.Tensor, width: int = 3) -> torch.Tensor:
-    """``[B, H, T]``: attention each query puts on its last ``width`` keys (itself included)."""
-    T = weights.shape[-1]
-    total = torch.zeros(weights.shape[:-1], dtype=weights.dtype, device=weights.device)
-    for k in range(min(width, T)):
-        diag = weights.diagonal(offset=-k, dim1=-2, dim2=-1)  # A[t, t-k] for t = k..T-1
-        total[..., k:] += diag
-    return total
+def reduce_rows(rows: RowStats, mask: torch.Tensor) -> HeadStats:
+    """``[B, H]`` statistics: per-row values averaged over the query positions in ``mask [B, T]``."""
+    return HeadStats(
+        bos_mass=_masked_mean(rows.bos, mask),
+        entropy=_masked_mean(rows.entropy, mask),
+        local_mass=_masked_mean(rows.local, mask),
+    )
+
+
+def layer_head_stats(layer: LayerStats, *, include_first_query: bool = False) -> HeadStats:
+    """Reduce one layer's per-row statistics from the engine to per-head statistics."""
+    return reduce_rows(layer.rows, query_mask(layer, include_first_query))
 
 
 def head_stats(batch: AttentionBatch, *, include_first_query: bool = False) -> HeadStats:
-    """Reduce one layer's maps to per-head statistics (one pass, no map kept)."""
-    w = batch.weights
-    mask = query_mask(batch, include_first_query)
-    entropy_rows = -torch.special.xlogy(w, w).sum(-1)
-    return HeadStats(
-        bos_mass=_masked_mean(w[..., 0], mask),
-        entropy=_masked_mean(entropy_rows, mask),
-        local_mass=_masked_mean(local_band(w), mask),
-    )
+    """The same from one layer's full maps (the eager reference)."""
+    return reduce_rows(rows_from_maps(batch.weights), query_mask(batch, include_first_query))

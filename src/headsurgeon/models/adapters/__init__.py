@@ -1,6 +1,6 @@
 """Head layouts: one small adapter per model family (see ``base.py``)."""
 
-from .base import FamilyAdapter, HeadRef, HeadSlices, NeuronAxes, TensorSlice
+from .base import FamilyAdapter, HeadRef, HeadSlices, NeuronAxes, ScoreSpec, TensorSlice
 from .registry import ADAPTERS, adapter_for, check_model_type, supported_model_types
 
 __all__ = [
@@ -9,6 +9,7 @@ __all__ = [
     "HeadRef",
     "HeadSlices",
     "NeuronAxes",
+    "ScoreSpec",
     "TensorSlice",
     "adapter_for",
     "check_model_type",

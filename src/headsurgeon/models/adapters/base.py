@@ -6,7 +6,10 @@ grouped-query attention). A :class:`FamilyAdapter` answers the same few question
 family, declaratively, so that diagnosis, surgery, ablation and the extreme-token probes never
 look at a layout themselves:
 
-* which module computes a layer's attention (its forward returns ``(output, weights)``);
+* which module computes a layer's attention, and how the measurement engine reaches its scores
+  (``attention_route``: through transformers' attention interface, or, for families whose
+  attention module is not on it, from the QKV projection's output plus the adapter's
+  :class:`ScoreSpec`: scale, ALiBi slopes, soft-cap);
 * for head ``h`` of layer ``l``: the Q, K, V weight (and bias) regions and the output-projection
   region, each a :class:`TensorSlice` (one contiguous range along one dimension of one
   parameter), and which KV group the head reads;
@@ -101,6 +104,20 @@ class NeuronAxes:
     down_dim: int
 
 
+@dataclass(frozen=True)
+class ScoreSpec:
+    """How a layer turns queries and keys into scores, for routes that compute them itself.
+
+    ``scale`` multiplies ``q . k``; ``alibi_slopes [heads]`` add ``slope_h * key position`` (BLOOM's
+    convention; a per-row constant does not change a softmax); ``softcap`` maps scores to
+    ``softcap * tanh(s / softcap)``.
+    """
+
+    scale: float
+    alibi_slopes: torch.Tensor | None = None
+    softcap: float | None = None
+
+
 class FamilyAdapter:
     """Base class: subclasses fill in the class attributes and :meth:`head_slices`.
 
@@ -119,8 +136,13 @@ class FamilyAdapter:
     #: Decoder block whose output is the residual stream after the layer (a tensor, or a tuple
     #: whose first item is that tensor, depending on the family: use :meth:`block_hidden`).
     block_path: ClassVar[str] = ""
-    #: Whether the forward path must be switched to ``eager`` to return attention weights.
-    needs_eager: ClassVar[bool] = True
+    #: How the measurement engine (:mod:`headsurgeon.capture.engine`) reaches a layer's scores:
+    #: ``"interface"`` (the attention module calls transformers' attention interface, where the
+    #: engine is registered) or ``"projection"`` (a hook on ``qkv_projection_path`` and
+    #: :meth:`queries_keys` / :meth:`score_spec`, for attention modules not on the interface).
+    attention_route: ClassVar[str] = "interface"
+    #: The fused QKV projection (``"projection"`` route only).
+    qkv_projection_path: ClassVar[str] = ""
     #: Which dimension of a projection weight indexes the module's *output* features: 0 for
     #: ``nn.Linear`` (``[out, in]``, ``y = x W^T + b``), 1 for GPT-2's ``Conv1D`` (``[in, out]``,
     #: ``y = x W + b``). Surgery uses it to compute a slice's contribution on its own.
@@ -219,18 +241,46 @@ class FamilyAdapter:
             )
 
     def prepare(self) -> None:
-        """Make the forward pass return per-head attention weights (switch to eager if needed)."""
-        if self.needs_eager and getattr(self.config, "_attn_implementation", "eager") != "eager":
-            self.model.set_attn_implementation("eager")
+        """Select headsurgeon's measuring attention function (SDPA whenever nothing is measured)
+        for families on transformers' attention interface."""
+        if self.attention_route != "interface":
+            return
+        from headsurgeon.capture.engine import ENGINE, register_engine
+
+        register_engine()
+        if getattr(self.config, "_attn_implementation", None) != ENGINE:
+            self.model.set_attn_implementation(ENGINE)
+
+    def score_spec(self, layer: int) -> ScoreSpec:
+        """How layer ``layer`` scores keys (``"projection"`` route): plain ``1/sqrt(head_dim)``."""
+        return ScoreSpec(scale=self.head_dim**-0.5)
+
+    def projection_module(self, layer: int) -> nn.Module:
+        return self.module(self.qkv_projection_path, layer)
+
+    def queries_keys(self, layer: int, projection_output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(query [B, H, T, d], key [B, kv_heads, T, d])`` from the QKV projection's output."""
+        raise NotImplementedError(f"{self.family} computes attention through the attention interface")
+
+    @contextmanager
+    def reference_attention(self):
+        """transformers' eager attention (full probability maps returned) inside the block: the
+        reference the engine is compared with. BLOOM's attention always returns its maps."""
+        before = getattr(self.config, "_attn_implementation", "eager")
+        if self.attention_route != "interface" or before == "eager":
+            yield
+            return
+        self.model.set_attn_implementation("eager")
+        try:
+            yield
+        finally:
+            self.model.set_attn_implementation(before)
 
     @contextmanager
     def training_attention(self):
-        """Fused SDPA attention inside the block, eager again afterwards.
-
-        Diagnosis needs each head's attention weights, which only the eager path returns, so
-        models are kept eager; a training step needs no weights, and SDPA is faster (3-5% of a
-        SmolLM2 step at 128 tokens in our measurements).
-        """
+        """transformers' SDPA attention inside the block, the measuring engine again afterwards
+        (outside a measurement the two compute the same thing; this keeps training free of the
+        engine's bookkeeping)."""
         before = getattr(self.config, "_attn_implementation", "eager")
         if not self.sdpa_for_training or before == "sdpa":
             yield

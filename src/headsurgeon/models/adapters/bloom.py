@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import FamilyAdapter, HeadRef, HeadSlices, NeuronAxes, rows
+from .base import FamilyAdapter, HeadRef, HeadSlices, NeuronAxes, ScoreSpec, rows
 
 
 class BloomAdapter(FamilyAdapter):
@@ -20,7 +20,22 @@ class BloomAdapter(FamilyAdapter):
     output_projection_path = "transformer.h.{layer}.self_attention.dense"
     block_path = "transformer.h.{layer}"
     sdpa_for_training = False  # BLOOM's attention is not pluggable in transformers: it stays eager
-    needs_eager = False
+    attention_route = "projection"
+    qkv_projection_path = "transformer.h.{layer}.self_attention.query_key_value"
+
+    def queries_keys(self, layer: int, projection_output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        B, T, _ = projection_output.shape
+        fused = projection_output.view(B, T, self.num_heads, 3, self.head_dim)  # interleaved per head: [q_h k_h v_h]
+        return fused[..., 0, :].transpose(1, 2), fused[..., 1, :].transpose(1, 2)
+
+    def score_spec(self, layer: int) -> ScoreSpec:
+        # scores = alibi + q.k / sqrt(d), alibi = slope_h * key position (build_alibi_tensor)
+        return ScoreSpec(scale=self.head_dim**-0.5, alibi_slopes=self._slopes())
+
+    def _slopes(self) -> torch.Tensor:
+        if not hasattr(self, "_alibi"):
+            self._alibi = self.alibi_slopes()
+        return self._alibi
 
     def head_slices(self, layer: int, head: int) -> HeadSlices:
         self.check_head(layer, head)
