@@ -16,6 +16,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from headsurgeon.capture import ENGINE
+
 from headsurgeon.errors import UnsupportedArchitectureError
 from headsurgeon.models import adapter_for, supported_model_types, wrap_model
 from headsurgeon.models.tiny import tiny_model_and_tokenizer
@@ -60,8 +62,9 @@ def input_ids(loaded) -> torch.Tensor:
 
 @torch.no_grad()
 def attention_maps(loaded, ids) -> list[torch.Tensor]:
-    """Per-layer ``[heads, T, T]`` maps from the library's own ``output_attentions=True``."""
-    out = loaded.model(ids, output_attentions=True)
+    """Per-layer ``[heads, T, T]`` maps from the library's own ``output_attentions=True`` (eager)."""
+    with loaded.adapter.reference_attention():
+        out = loaded.model(ids, output_attentions=True)
     assert len(out.attentions) == loaded.adapter.num_layers
     return [a[0].clone() for a in out.attentions]
 
@@ -97,7 +100,7 @@ def test_adapter_reports_config_geometry(tiny):
     assert a.head_dim * a.num_heads == a.hidden_size == kw.get("hidden", 32)
     expected_kv = kw.get("kv_heads", 2) if family in ("llama", "mistral", "qwen2") else a.num_heads
     assert a.num_kv_heads == expected_kv
-    assert cfg._attn_implementation == "eager"
+    assert cfg._attn_implementation == ("eager" if family == "bloom" else ENGINE)  # BLOOM has no other path
     for h in range(a.num_heads):
         assert a.head_slices(0, h).kv_group == a.kv_group(h) == h // (a.num_heads // a.num_kv_heads)
         assert h in a.heads_in_group(a.kv_group(h))
@@ -397,7 +400,7 @@ def test_unsupported_architecture_names_the_supported_types():
 
 
 @pytest.mark.parametrize("family,inside", [("llama", "sdpa"), ("gpt2", "sdpa"), ("gpt_neox", "sdpa"), ("bloom", "eager")])
-def test_training_attention_is_sdpa_inside_and_eager_again_after(family, inside):
+def test_training_attention_is_sdpa_inside_and_the_engine_again_after(family, inside):
     lm = wrap_model(*tiny_model_and_tokenizer(family, seed=0))
     ids = torch.randint(0, 200, (2, 10))
     with torch.no_grad():
@@ -405,5 +408,5 @@ def test_training_attention_is_sdpa_inside_and_eager_again_after(family, inside)
         with lm.adapter.training_attention():
             assert lm.model.config._attn_implementation == inside
             fast = lm.model(input_ids=ids).logits
-    assert lm.model.config._attn_implementation == "eager"  # diagnosis needs the weights again
+    assert lm.model.config._attn_implementation == ("eager" if family == "bloom" else ENGINE)  # measuring again
     torch.testing.assert_close(fast, eager, rtol=1e-4, atol=1e-4)

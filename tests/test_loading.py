@@ -71,7 +71,7 @@ def test_saved_tiny_model_loads_through_load_model(saved_tiny, tiny_factory):
     original = tiny_factory("llama-gqa")
     assert loaded.adapter.family == "llama" and loaded.adapter.num_kv_heads == 2
     assert loaded.name == folder.name and loaded.source == str(folder)
-    assert loaded.model.config._attn_implementation == "eager"  # weights per head are available
+    assert loaded.model.config._attn_implementation == "headsurgeon"  # the measurement engine is selected
     assert not loaded.model.training
     ids = torch.tensor([loaded.tokenizer("hello world")["input_ids"]])
     assert ids[0, 0].item() == loaded.tokenizer.bos_token_id  # the saved tokenizer kept its BOS rule

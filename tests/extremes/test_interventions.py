@@ -91,9 +91,34 @@ def test_mask_edit_equals_direct_softmax_renormalisation():
     assert edited.shape == (1, H, T, T) and causal.shape == (1, 1, T, T)  # input not modified in place
 
 
+def test_boolean_keep_masks_are_edited_like_float_masks():
+    T, H = 5, 2
+    keep = torch.ones(T, T, dtype=torch.bool).tril()[None, None]
+    lowest = torch.finfo(torch.float32).min
+    additive = torch.zeros(1, 1, T, T).masked_fill(~keep, lowest)
+    edited_keep = mask_out_keys(keep, [1], [[0, 2]], H)
+    edited_add = mask_out_keys(additive, [1], [[0, 2]], H)
+    assert edited_keep.dtype == torch.bool
+    assert torch.equal(edited_keep, edited_add > lowest / 2)
+
+
+def test_sink_removal_under_the_engine_equals_it_under_eager(tiny):
+    """The engine's SDPA path gets a boolean mask (or none): the intervention's result is the same."""
+    model, a = tiny.model, tiny.adapter
+    ids, mask = batch()
+    real = (torch.arange(ids.shape[1])[None, :] < mask.sum(1)[:, None])
+    for m, sinks in ((mask, [[0, 3], [0]]), (None, [[0], [0, 1]])):  # padded batch, and no mask at all
+        with torch.no_grad(), remove_sink_attention(a, [HeadRef(1, 2), HeadRef(0, 1)], sinks):
+            engine = model(input_ids=ids, attention_mask=m).logits
+            with a.reference_attention():
+                eager = model(input_ids=ids, attention_mask=m).logits
+        rows = real if m is not None else torch.ones_like(real)
+        torch.testing.assert_close(engine[rows], eager[rows], atol=1e-5, rtol=1e-5)
+
+
 def test_errors():
-    with pytest.raises(HeadsurgeonError, match="additive float mask"):
-        mask_out_keys(torch.ones(1, 1, 4, 4, dtype=torch.bool), [0], [[0]], 2)
+    with pytest.raises(HeadsurgeonError, match="additive float or boolean mask"):
+        mask_out_keys(torch.ones(1, 1, 4, 4, dtype=torch.long), [0], [[0]], 2)
     model, tok = tiny_model_and_tokenizer("gpt2")
     a = wrap_model(model, tok).adapter
     with pytest.raises(HeadsurgeonError, match="does not exist"):

@@ -40,9 +40,11 @@ def run_probe(loaded, ids, lengths, **kw):
         mod = model.get_submodule(path.format(l=l))
         hooks.append(mod.register_forward_pre_hook(lambda m, a, l=l: inputs.__setitem__(l, a[0].detach())))
     with torch.no_grad(), probe.attach():
-        out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True, output_attentions=True, use_cache=False)
+        model(input_ids=ids, attention_mask=mask, use_cache=False)
     for h in hooks:
         h.remove()
+    with torch.no_grad(), loaded.adapter.reference_attention():  # the eager maps, as the reference
+        out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True, output_attentions=True, use_cache=False)
     return loaded, probe, out, inputs
 
 

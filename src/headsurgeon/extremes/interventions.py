@@ -10,8 +10,9 @@
   the layer receives: a forward pre-hook on the attention module replaces its
   ``attention_mask`` argument by a per-head copy in which the sink columns are masked for the
   chosen heads. Every supported family (BLOOM included, which does not use transformers'
-  attention-function registry) adds that mask to its logits before the softmax, so one hook
-  serves all; a model whose attention receives no additive float mask is refused loudly.
+  attention-function registry) applies that mask to its logits before the softmax, so one hook
+  serves all: BLOOM's additive float mask, and the boolean keep-mask (or ``None`` for plain
+  causal attention) that the measurement engine's SDPA path receives.
   Query rows that can see nothing but sink keys (query 0 when position 0 is a sink) are left
   unchanged — there is nothing to renormalise onto.
 """
@@ -41,22 +42,23 @@ zero_heads = ablated_heads
 
 
 def mask_out_keys(mask: torch.Tensor, heads: Sequence[int], positions: Sequence[Sequence[int]], num_heads: int) -> torch.Tensor:
-    """A ``[B, num_heads, Tq, Tk]`` copy of the additive ``mask`` with key columns
-    ``positions[b]`` masked for ``heads``, except in query rows that would see nothing else."""
-    if not torch.is_floating_point(mask) or mask.ndim != 4:
+    """A ``[B, num_heads, Tq, Tk]`` copy of ``mask`` (additive float, or boolean keep-mask) with
+    key columns ``positions[b]`` masked for ``heads``, except in query rows that would see nothing else."""
+    if mask.ndim != 4 or not (torch.is_floating_point(mask) or mask.dtype == torch.bool):
         raise HeadsurgeonError(
-            f"the attention layer received a {mask.dtype} mask of shape {tuple(mask.shape)}, not an additive float mask; "
-            "sink removal needs the eager attention path (headsurgeon.load_model selects it)"
+            f"the attention layer received a {mask.dtype} mask of shape {tuple(mask.shape)}, not an additive float or boolean mask; "
+            "sink removal needs a model loaded with headsurgeon.load_model"
         )
     B, _, Tq, Tk = mask.shape
-    lowest = torch.finfo(mask.dtype).min
+    keep_mask = mask.dtype == torch.bool
+    lowest = False if keep_mask else torch.finfo(mask.dtype).min
     out = mask.expand(B, num_heads, Tq, Tk).clone()
     for b, pos in enumerate(positions):
         pos = [p for p in pos if 0 <= p < Tk]
         if not pos:
             continue
         base = mask[b, 0]  # [Tq, Tk]
-        visible = base > lowest / 2
+        visible = base if keep_mask else base > lowest / 2
         is_sink = torch.zeros(Tk, dtype=torch.bool, device=mask.device)
         is_sink[pos] = True
         rows = (visible & ~is_sink).any(-1)  # queries left with something to attend to
@@ -82,8 +84,12 @@ def remove_sink_attention(adapter: FamilyAdapter, heads: Sequence[HeadRef], posi
                 names = [p for p in inspect.signature(module.forward).parameters]
                 where = names.index("attention_mask") if "attention_mask" in names else None
                 mask = args[where] if where is not None and where < len(args) else None
-            if mask is None:
-                raise HeadsurgeonError("the attention layer received no attention mask; sink removal needs the eager attention path")
+            if mask is None:  # plain causal attention (no padding): spell the causal mask out
+                hidden = kwargs.get("hidden_states", args[0] if args else None)
+                B, T = hidden.shape[:2]
+                mask = torch.ones(T, T, dtype=torch.bool, device=hidden.device).tril().expand(B, 1, T, T)
+                if where is not None and where >= len(args):
+                    where = None  # not passed at all: hand it over as a keyword
             if len(positions) != mask.shape[0]:
                 raise HeadsurgeonError(f"sink positions were given for {len(positions)} sequences but the batch has {mask.shape[0]}")
             new = mask_out_keys(mask, hs, positions, adapter.num_heads)

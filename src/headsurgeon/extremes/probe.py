@@ -3,8 +3,9 @@
 Three kinds of hook, all on the model's own modules and all reducing *inside* the hook, so no
 layer's attention map or hidden state outlives its layer:
 
-* attention (via :func:`headsurgeon.capture.stream_attention`): attention received per key
-  position, ``[heads, T]`` per layer (see :mod:`.sinks`);
+* attention (via the measurement engine, :func:`headsurgeon.capture.measure_attention`):
+  attention received per key position, ``[heads, T]`` per layer (see :mod:`.sinks`), computed
+  exactly in chunks of query rows inside each attention call, never as a T x T map;
 * value states: head h's value state is output features ``start:stop`` of the module that owns
   the adapter's ``v_weight`` parameter (fused QKV, Conv1D or a separate value projection alike;
   with grouped-query attention the slice is the head's KV group). Its L2 norm per token is kept;
@@ -25,11 +26,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from headsurgeon.capture import AttentionBatch, stream_attention
+from headsurgeon.capture import LayerStats, measure_attention
 from headsurgeon.errors import CaptureError
 from headsurgeon.models.adapters import FamilyAdapter
 
-from .sinks import received_attention
 
 
 def first_tensor(output) -> torch.Tensor:
@@ -69,8 +69,8 @@ class PromptProbe:
 class BatchProbe:
     """Buffers for one right-padded batch; :meth:`attach` installs the hooks for one forward."""
 
-    def __init__(self, adapter: FamilyAdapter, lengths: torch.Tensor, *, values: bool, residual: bool, top_k: int):
-        self.adapter, self.lengths = adapter, lengths.cpu()
+    def __init__(self, adapter: FamilyAdapter, lengths: torch.Tensor, *, values: bool, residual: bool, top_k: int, chunk: int | None = None):
+        self.adapter, self.lengths, self.chunk = adapter, lengths.cpu(), chunk
         B, T = len(lengths), int(lengths.max())
         L, H = adapter.num_layers, adapter.num_heads
         self.T, self.top_k = T, top_k
@@ -88,8 +88,8 @@ class BatchProbe:
         self.seen: set[tuple[str, int]] = set()
 
     # ----- reductions (called from hooks) -------------------------------------------------
-    def _on_attention(self, att: AttentionBatch) -> None:
-        self.received[:, att.layer] = received_attention(att.weights, att.lengths).cpu()[..., : self.T]
+    def _on_attention(self, att: LayerStats) -> None:
+        self.received[:, att.layer] = att.rows.received.cpu()[..., : self.T]
         self.seen.add(("attention", att.layer))
 
     def _on_values(self, layer: int, taps: list[tuple[int, int, int]], output: torch.Tensor) -> None:
@@ -116,7 +116,7 @@ class BatchProbe:
         """Install every hook for one forward pass; all are removed on exit."""
         a = self.adapter
         with ExitStack() as stack:
-            stack.enter_context(stream_attention(a, self.lengths.to(_device(a)), self._on_attention))
+            stack.enter_context(measure_attention(a, self.lengths.to(_device(a)), self._on_attention, received=True, chunk=self.chunk))
             handles = []
             stack.callback(lambda: [h.remove() for h in handles])
             if self.value_norm is not None:
