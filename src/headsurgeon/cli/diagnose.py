@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from .display import print_diagnosis
+from .model_options import device_option, dtype_option
 
 
 def register(app: typer.Typer) -> None:
@@ -24,6 +25,8 @@ def register(app: typer.Typer) -> None:
         max_length: int = typer.Option(512, help="Truncate prompts to this many tokens."),
         batch_size: int = typer.Option(4, help="Prompts per forward pass."),
         progress: bool = typer.Option(True, help="Show a progress bar."),
+        device: str = device_option(),
+        dtype: str = dtype_option(),
     ) -> None:
         """Measure BOS mass, entropy and local mass of every head; print class counts; write JSON and figures."""
         from headsurgeon.diagnosis import Thresholds, diagnose
@@ -32,6 +35,7 @@ def register(app: typer.Typer) -> None:
         diag = diagnose(
             model, prompt_file=prompts, thresholds=thresholds, include_first_query=include_first_query,
             bos=bos, max_length=max_length, batch_size=batch_size, out_dir=out, progress=progress,
+            device=device, dtype=dtype,
         )
         print_diagnosis(diag)
         typer.echo(f"wrote {out / 'diagnosis.json'}, {out / 'heatmap.png'}, {out / 'histogram.png'}")

@@ -10,6 +10,8 @@ import typer
 
 from headsurgeon.errors import HeadsurgeonError
 
+from .model_options import device_option, dtype_option
+
 
 def parse_heads(values: list[str]):
     """``["L15H3", "3:2"]`` -> HeadRefs (zero-based)."""
@@ -49,6 +51,8 @@ def register(app: typer.Typer) -> None:
         max_length: int = typer.Option(128, help="Truncate prompts to this many tokens."),
         batch_size: int = typer.Option(4, help="Prompts per forward pass."),
         progress: bool = typer.Option(True, help="Show progress bars."),
+        device: str = device_option(),
+        dtype: str = dtype_option(),
     ) -> None:
         """Find sink tokens, value-state drains, residual-state peaks and massive dimensions; classify
         heads as always active / always dormant / domain-dependent; measure interventions per domain."""
@@ -66,6 +70,7 @@ def register(app: typer.Typer) -> None:
             model, domains=[d.strip() for d in builtin.split(",") if d.strip()], domain_files=parse_domain_option(domain),
             local_text=local_text, what=only, settings=settings, heads=parse_heads(head) if head else None,
             bos=bos, max_length=max_length, batch_size=batch_size, out_dir=out, progress=progress,
+            device=device, dtype=dtype,
         )
         print_extremes(res)
         typer.echo(f"wrote {out / 'extremes.json'} and figures in {out}")

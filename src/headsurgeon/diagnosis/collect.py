@@ -38,7 +38,7 @@ def collect_head_stats(
     adapter, model = loaded.adapter, loaded.model
     P, L, H = len(encoded), adapter.num_layers, adapter.num_heads
     out = {m: np.full((P, L, H), np.nan) for m in METRICS}
-    device = next(model.parameters()).device
+    device = loaded.device
     pad_id = loaded.tokenizer.pad_token_id
     extra = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
     bar = tqdm(total=P, desc="diagnosing", unit="prompt", disable=not progress, leave=False)

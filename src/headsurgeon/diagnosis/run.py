@@ -44,6 +44,8 @@ def diagnose(
     batch_size: int = 4,
     out_dir: str | Path | None = None,
     progress: bool = True,
+    dtype: str = "fp32",
+    device: str = "cpu",
 ) -> Diagnosis:
     """Measure BOS mass, entropy and local mass of every head and classify it.
 
@@ -53,6 +55,8 @@ def diagnose(
     ``.gguf`` file, ``None`` for the default SmolLM2-135M, or an already loaded model.
     ``include_first_query`` puts query position 0 (always fully on itself) back into the
     means, as the paper did. With ``out_dir`` the JSON and figures are written there.
+    ``dtype`` (``fp32``, ``bf16``, ``fp16``) and ``device`` (``cpu``, ``cuda[:N]``, ``mps``,
+    ``auto`` for several GPUs) say how a model given by name is loaded.
     """
     thresholds = thresholds or Thresholds()
     if batch_size < 1 or (max_length is not None and max_length < 2):
@@ -62,7 +66,7 @@ def diagnose(
 
         ensure_output_dir(out_dir)  # fail before the slow part
     items, source = resolve_prompts(prompts, prompt_file)
-    loaded = model if isinstance(model, LoadedModel) else load_model(model, progress=progress)
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, progress=progress, dtype=dtype, device=device)
     limit = loaded.adapter.max_positions
     if limit is not None and max_length is not None:
         max_length = min(max_length, limit)
@@ -105,6 +109,8 @@ def diagnose_encoded(
             "prompt_source": prompt_source,
             "max_length": max_length,
             "batch_size": batch_size,
+            "dtype": str(loaded.dtype).removeprefix("torch."),
+            "device": str(loaded.device),
         },
         prompts=[
             {"name": e.prompt.name, "domain": e.prompt.domain, "tokens": e.length, "first_token": first_token(loaded.tokenizer, e)}

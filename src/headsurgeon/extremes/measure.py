@@ -24,7 +24,7 @@ def token_losses(logits: torch.Tensor, batch: TokenBatch) -> list[np.ndarray]:
 
 def run_batches(loaded: LoadedModel, encoded: list[EncodedPrompt], *, batch_size: int, desc: str, progress: bool):
     """Yield ``(batch, model inputs)`` with a progress bar over prompts."""
-    device = next(loaded.model.parameters()).device
+    device = loaded.device
     bar = tqdm(total=len(encoded), desc=desc, unit="prompt", disable=not progress, leave=False)
     try:
         for batch in batches(encoded, batch_size=batch_size, pad_id=loaded.tokenizer.pad_token_id):

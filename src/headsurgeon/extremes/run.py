@@ -36,6 +36,8 @@ def run_extremes(
     batch_size: int = 4,
     out_dir: str | Path | None = None,
     progress: bool = True,
+    dtype: str = "fp32",
+    device: str = "cpu",
 ) -> ExtremesResult:
     """Measure the extreme-token phenomena and active-dormant heads of ``model``.
 
@@ -53,6 +55,7 @@ def run_extremes(
     built-in prompts only). ``what``: parts to run (see :data:`PARTS`; ``sinks`` always runs).
     ``heads``: heads to intervene on (default: picked from the dormancy classes, see
     :class:`ExtremesSettings`). With ``out_dir`` the JSON and figures are written there.
+    ``dtype``/``device``: how a model given by name is loaded (see :func:`headsurgeon.load_model`).
     """
     parts = normalise_parts(what)
     settings = settings or ExtremesSettings()
@@ -63,7 +66,7 @@ def run_extremes(
 
         ensure_output_dir(out_dir)  # fail before the slow part
     doms = build_domains(domains, domain_files, local_text=local_text)
-    loaded = model if isinstance(model, LoadedModel) else load_model(model, progress=progress)
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, progress=progress, dtype=dtype, device=device)
     if heads is not None:
         if "interventions" not in parts:
             raise HeadsurgeonError("heads to intervene on were given but interventions are not selected; add 'interventions' to --only")
@@ -79,7 +82,8 @@ def run_extremes(
     result = ExtremesResult(
         model=loaded.describe(),
         settings=settings.to_dict(),
-        options={"parts": list(parts), "bos": bos, "max_length": max_length, "batch_size": batch_size, "local_text": local_text},
+        options={"parts": list(parts), "bos": bos, "max_length": max_length, "batch_size": batch_size, "local_text": local_text,
+                 "dtype": str(loaded.dtype).removeprefix("torch."), "device": str(loaded.device)},
         domains=[{"name": d.name, "sources": d.sources, "prompts": len(d.prompts),
                   "tokens": int(sum(e.length for e in encoded if e.prompt.domain == d.name))} for d in doms],
         prompts=[_prompt_record(loaded.tokenizer, e, s) for e, s in zip(encoded, summaries)],

@@ -32,6 +32,45 @@ _DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _CONVERTED_MARKER = "headsurgeon-conversion.json"
 
 
+#: ``--dtype`` values and the torch dtypes they mean (float32 is the default everywhere).
+DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+          "fp16": torch.float16, "float16": torch.float16}
+
+
+def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """``"fp32"``, ``"bf16"``, ``"fp16"`` (or their long names, or a torch dtype) -> torch dtype."""
+    if isinstance(dtype, torch.dtype):
+        if dtype in DTYPES.values():
+            return dtype
+        raise HeadsurgeonError(f"dtype {dtype} is not supported; use fp32, bf16 or fp16")
+    key = str(dtype).strip().lower()
+    if key not in DTYPES:
+        raise HeadsurgeonError(f"unknown dtype '{dtype}'; use fp32 (default), bf16 or fp16")
+    return DTYPES[key]
+
+
+def parse_device(device: str | torch.device) -> str:
+    """A device the model can be put on: ``cpu``, ``cuda``, ``cuda:N``, ``mps``, or ``auto``
+    (accelerate's ``device_map="auto"``: the layers spread over every visible GPU, then CPU)."""
+    name = str(device).strip().lower()
+    if name in ("cpu", "auto"):
+        return name
+    if name == "cuda" or name.startswith("cuda:"):
+        index = name.partition(":")[2]
+        if index and not index.isdigit():
+            raise HeadsurgeonError(f"device '{device}' is not a device name; use cpu, cuda, cuda:N, mps or auto")
+        if not torch.cuda.is_available():
+            raise HeadsurgeonError(f"device '{device}' was asked for but this machine has no usable CUDA GPU; use --device cpu")
+        if index and int(index) >= torch.cuda.device_count():
+            raise HeadsurgeonError(f"device '{device}' does not exist ({torch.cuda.device_count()} GPU(s) visible); use cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
+        return name
+    if name == "mps":
+        if not torch.backends.mps.is_available():
+            raise HeadsurgeonError("device 'mps' was asked for but is not available here; use --device cpu")
+        return name
+    raise HeadsurgeonError(f"unknown device '{device}'; use cpu, cuda, cuda:N, mps or auto")
+
+
 @dataclass
 class LoadedModel:
     """A model ready for measurement; ``name`` is what outputs call it, ``source`` where it came from."""
@@ -44,6 +83,15 @@ class LoadedModel:
 
     def describe(self) -> dict:
         return {"name": self.name, "source": self.source, **self.adapter.describe()}
+
+    @property
+    def device(self) -> torch.device:
+        """Where inputs go: the device of the input embeddings (the first layer under a device map)."""
+        return self.model.get_input_embeddings().weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.get_input_embeddings().weight.dtype
 
 
 def default_gguf_path() -> Path:
@@ -170,18 +218,25 @@ def _is_offline_error(exc: BaseException) -> bool:
 def load_model(
     spec: str | None = None,
     *,
-    dtype: torch.dtype = torch.float32,
+    dtype: str | torch.dtype = torch.float32,
     device: str | torch.device = "cpu",
     progress: bool = True,
 ) -> LoadedModel:
     """Load ``spec`` (hub id, local folder, ``.gguf`` file, or ``None`` for the default model).
 
-    The forward pass is switched to the eager attention path where the family needs it, so
-    per-head attention weights are available (see :mod:`headsurgeon.capture`). A local folder
-    of an unsupported architecture is refused from its ``config.json``, before any weight is
-    read. ``progress=False`` silences transformers' loading bars.
+    This is the one loading path of every command that runs a model. ``dtype``: ``fp32``
+    (default), ``bf16`` or ``fp16`` (or a torch dtype). ``device``: ``cpu`` (default), ``cuda``,
+    ``cuda:N``, ``mps``, or ``auto`` to spread the layers over all GPUs with accelerate's
+    ``device_map``. The attention of every family on transformers' attention interface is
+    switched to headsurgeon's measurement engine (:mod:`headsurgeon.capture.engine`; SDPA when
+    nothing is measured). A local folder of an unsupported architecture is refused from its
+    ``config.json``, before any weight is read. ``progress=False`` silences transformers'
+    loading bars.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dtype = parse_dtype(dtype)
+    device = parse_device(device)
 
     local = resolve_local_dir(spec)
     is_local = local.exists()
@@ -200,7 +255,8 @@ def load_model(
 
             ref = snapshot_download(str(spec), local_files_only=True)
         with _transformers_progress(progress):
-            model = AutoModelForCausalLM.from_pretrained(ref, dtype=dtype)
+            placement = {"device_map": "auto"} if device == "auto" else {}
+            model = AutoModelForCausalLM.from_pretrained(ref, dtype=dtype, **placement)
         tokenizer = AutoTokenizer.from_pretrained(ref)
     except Exception as exc:  # hub / file errors come in many types; all end in one line
         if not is_local and (local_only or _is_offline_error(exc)):
@@ -215,7 +271,9 @@ def load_model(
             ) from None
         raise HeadsurgeonError(f"could not load model from {local}: {str(exc).splitlines()[0]}") from None
     adapter = adapter_for(model)  # raises the unsupported-architecture error before anything else
-    model.to(device).eval()
+    if device != "auto":
+        model.to(device)
+    model.eval()
     adapter.prepare()
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token

@@ -1,0 +1,16 @@
+"""The ``--device`` and ``--dtype`` options, the same on every command that loads a model.
+
+Both are handed to :func:`headsurgeon.load_model` (the one loading path), which validates them.
+"""
+
+from __future__ import annotations
+
+import typer
+
+
+def device_option():
+    return typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps, or auto (layers spread over all GPUs by accelerate's device_map).")
+
+
+def dtype_option():
+    return typer.Option("fp32", "--dtype", help="Weights and activations: fp32 (default), bf16 or fp16.")
