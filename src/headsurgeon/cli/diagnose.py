@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from .bigmodel_options import ACTIVATION_BUDGET, DEVICE_MAP, MAX_MEMORY, OFFLOAD_FOLDER, STREAM, big_model_kwargs
 from .display import print_diagnosis
 from .model_options import device_option, dtype_option
 
@@ -24,6 +25,11 @@ def register(app: typer.Typer) -> None:
         include_first_query: bool = typer.Option(False, help="Average over query position 0 too (the paper's convention; inflates BOS mass by ~1/T)."),
         max_length: int = typer.Option(512, help="Truncate prompts to this many tokens."),
         batch_size: int = typer.Option(4, help="Prompts per forward pass."),
+        stream: Optional[bool] = STREAM,
+        activation_budget: str = ACTIVATION_BUDGET,
+        device_map: Optional[str] = DEVICE_MAP,
+        max_memory: Optional[str] = MAX_MEMORY,
+        offload_folder: Optional[Path] = OFFLOAD_FOLDER,
         progress: bool = typer.Option(True, help="Show a progress bar."),
         device: str = device_option(),
         dtype: str = dtype_option(),
@@ -36,6 +42,7 @@ def register(app: typer.Typer) -> None:
             model, prompt_file=prompts, thresholds=thresholds, include_first_query=include_first_query,
             bos=bos, max_length=max_length, batch_size=batch_size, out_dir=out, progress=progress,
             device=device, dtype=dtype,
+            **big_model_kwargs(stream, activation_budget, device_map, max_memory, offload_folder),
         )
         print_diagnosis(diag)
         typer.echo(f"wrote {out / 'diagnosis.json'}, {out / 'heatmap.png'}, {out / 'histogram.png'}")

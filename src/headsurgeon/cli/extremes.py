@@ -11,6 +11,7 @@ import typer
 from headsurgeon.errors import HeadsurgeonError
 
 from .model_options import device_option, dtype_option
+from .bigmodel_options import ACTIVATION_BUDGET, DEVICE_MAP, MAX_MEMORY, OFFLOAD_FOLDER, STREAM, big_model_kwargs
 
 
 def parse_heads(values: list[str]):
@@ -50,6 +51,11 @@ def register(app: typer.Typer) -> None:
         bos: str = typer.Option("auto", "--bos", help="auto: tokenizer's own behaviour; force: put BOS at position 0; none: strip a leading BOS."),
         max_length: int = typer.Option(128, help="Truncate prompts to this many tokens."),
         batch_size: int = typer.Option(4, help="Prompts per forward pass."),
+        stream: Optional[bool] = STREAM,
+        activation_budget: str = ACTIVATION_BUDGET,
+        device_map: Optional[str] = DEVICE_MAP,
+        max_memory: Optional[str] = MAX_MEMORY,
+        offload_folder: Optional[Path] = OFFLOAD_FOLDER,
         progress: bool = typer.Option(True, help="Show progress bars."),
         device: str = device_option(),
         dtype: str = dtype_option(),
@@ -71,6 +77,7 @@ def register(app: typer.Typer) -> None:
             local_text=local_text, what=only, settings=settings, heads=parse_heads(head) if head else None,
             bos=bos, max_length=max_length, batch_size=batch_size, out_dir=out, progress=progress,
             device=device, dtype=dtype,
+            **big_model_kwargs(stream, activation_budget, device_map, max_memory, offload_folder),
         )
         print_extremes(res)
         typer.echo(f"wrote {out / 'extremes.json'} and figures in {out}")

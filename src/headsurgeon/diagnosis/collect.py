@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -13,6 +14,26 @@ from headsurgeon.models import LoadedModel
 from headsurgeon.prompts.encoding import EncodedPrompt, batches
 
 from .metrics import METRICS, layer_head_stats
+
+
+def empty_stats(adapter, prompts: int) -> dict[str, np.ndarray]:
+    """NaN-filled ``{metric: [prompts, layers, heads]}`` arrays (NaN: not measured yet)."""
+    return {m: np.full((prompts, adapter.num_layers, adapter.num_heads), np.nan) for m in METRICS}
+
+
+def layer_recorder(out: dict[str, np.ndarray], indices: list[int], *, include_first_query: bool) -> Callable[[LayerStats], None]:
+    """The ``on_layer`` callback that writes one layer's statistics of one batch into ``out``.
+
+    Shared by the in-memory and the block-streamed path (:mod:`.streamed`), so both reduce the
+    engine's row statistics the same way.
+    """
+
+    def on_layer(att: LayerStats) -> None:
+        stats = layer_head_stats(att, include_first_query=include_first_query)
+        for m in METRICS:
+            out[m][indices, att.layer, :] = getattr(stats, m).cpu().numpy()
+
+    return on_layer
 
 
 @torch.no_grad()
@@ -36,8 +57,8 @@ def collect_head_stats(
     explicit scores in chunks of ``chunk`` query rows).
     """
     adapter, model = loaded.adapter, loaded.model
-    P, L, H = len(encoded), adapter.num_layers, adapter.num_heads
-    out = {m: np.full((P, L, H), np.nan) for m in METRICS}
+    P, L = len(encoded), adapter.num_layers
+    out = empty_stats(adapter, P)
     device = loaded.device
     pad_id = loaded.tokenizer.pad_token_id
     extra = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
@@ -47,12 +68,7 @@ def collect_head_stats(
     try:
         for batch in batches(encoded, batch_size=batch_size, pad_id=pad_id):
             lengths = batch.lengths.to(device)
-
-            def on_layer(att: LayerStats) -> None:
-                stats = layer_head_stats(att, include_first_query=include_first_query)
-                for m in METRICS:
-                    out[m][batch.indices, att.layer, :] = getattr(stats, m).cpu().numpy()
-
+            on_layer = layer_recorder(out, batch.indices, include_first_query=include_first_query)
             with measure_attention(adapter, lengths, on_layer, route=route, chunk=chunk) as session:
                 model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device), use_cache=False, **extra)
             check_all_layers(session, range(L))

@@ -6,16 +6,26 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from headsurgeon.errors import HeadsurgeonError
 from headsurgeon.models import LoadedModel, load_model
+from headsurgeon.models.loading import parse_device, parse_dtype
+from headsurgeon.models.placement import Placement
 from headsurgeon.prompts import Prompt, builtin_prompts, read_prompt_file
 from headsurgeon.prompts.encoding import EncodedPrompt, encode_prompts, first_token
+from headsurgeon.streaming import DEFAULT_BUDGET, StreamedModel, open_streamed
+from headsurgeon.streaming.choice import (
+    check_streamed_fits,
+    choose_streaming,
+    streamed_estimate,
+)
 
 from .alibi import alibi_analysis
 from .classes import COLLAPSED, Thresholds
 from .collect import collect_head_stats
 from .result import Diagnosis
+from .streamed import collect_head_stats_streamed
 
 
 def resolve_prompts(prompts: list[str] | list[Prompt] | None, prompt_file: str | Path | None) -> tuple[list[Prompt], str]:
@@ -42,6 +52,9 @@ def diagnose(
     bos: str = "auto",
     max_length: int = 512,
     batch_size: int = 4,
+    stream: bool | str = "auto",
+    activation_budget: int = DEFAULT_BUDGET,
+    placement: Placement | None = None,
     out_dir: str | Path | None = None,
     progress: bool = True,
     dtype: str = "fp32",
@@ -52,11 +65,21 @@ def diagnose(
     Use BOS mass to find collapsed heads (healthy <= 0.5 < BOS-sink <= 0.95 < DEAD), entropy to
     find heads that are not collapsed but attend to a single token (low-entropy), and local mass
     to tell previous-token style heads from broad ones. ``model`` is a hub id, a folder, a
-    ``.gguf`` file, ``None`` for the default SmolLM2-135M, or an already loaded model.
+    ``.gguf`` file, ``None`` for the default SmolLM2-135M, an already loaded model, or a
+    :class:`~headsurgeon.streaming.StreamedModel` (``open_streamed(spec, device=...)``).
     ``include_first_query`` puts query position 0 (always fully on itself) back into the
     means, as the paper did. With ``out_dir`` the JSON and figures are written there.
     ``dtype`` (``fp32``, ``bf16``, ``fp16``) and ``device`` (``cpu``, ``cuda[:N]``, ``mps``,
     ``auto`` for several GPUs) say how a model given by name is loaded.
+
+    ``stream=True`` runs the block-streamed path (:mod:`headsurgeon.streaming`): the model's
+    skeleton without weights, each block read from the safetensors shards, every prompt run
+    through it, the block freed; peak memory one block plus activations (held hidden states
+    above ``activation_budget`` bytes spill to disk). The numbers equal the in-memory path's.
+    ``"auto"`` (default) streams when the in-memory estimate does not fit in free memory;
+    ``False`` never streams (and fails with a one-line error naming ``--stream`` if the
+    weights cannot fit). ``placement`` spreads an in-memory model over devices (accelerate's
+    ``device_map``/``max_memory``/offload; see :mod:`headsurgeon.models.placement`).
     """
     thresholds = thresholds or Thresholds()
     if batch_size < 1 or (max_length is not None and max_length < 2):
@@ -66,14 +89,29 @@ def diagnose(
 
         ensure_output_dir(out_dir)  # fail before the slow part
     items, source = resolve_prompts(prompts, prompt_file)
-    loaded = model if isinstance(model, LoadedModel) else load_model(model, progress=progress, dtype=dtype, device=device)
+    if isinstance(model, StreamedModel):  # opened by the caller, e.g. open_streamed(spec, device="cuda:0")
+        use_stream = True
+    elif isinstance(model, LoadedModel) or placement is not None or device == "auto":
+        if stream is True:
+            raise HeadsurgeonError("--stream reads the checkpoint itself and runs each block on one device: drop --device-map / "
+                                   "--device auto, and pass a folder or hub id, not a model in memory")
+        use_stream = False
+    else:
+        use_stream, _ = choose_streaming(model, stream, dtype=parse_dtype(dtype), prompts=len(items), tokens=max_length or 512,
+                                         batch_size=batch_size, device=parse_device(device))
+    if use_stream:
+        loaded = model if isinstance(model, StreamedModel) else open_streamed(model, dtype=parse_dtype(dtype), device=parse_device(device))
+    else:
+        loaded = model if isinstance(model, LoadedModel) else load_model(
+            model, progress=progress, dtype=dtype, device=device, placement=placement)
     limit = loaded.adapter.max_positions
     if limit is not None and max_length is not None:
         max_length = min(max_length, limit)
     encoded = encode_prompts(loaded.tokenizer, items, bos=bos, max_length=max_length)
     diag = diagnose_encoded(
         loaded, encoded, thresholds=thresholds, include_first_query=include_first_query, bos=bos,
-        prompt_source=source, max_length=max_length, batch_size=batch_size, progress=progress,
+        prompt_source=source, max_length=max_length, batch_size=batch_size, activation_budget=activation_budget,
+        progress=progress,
     )
     if out_dir is not None:
         from .outputs import write_diagnosis_outputs
@@ -83,7 +121,7 @@ def diagnose(
 
 
 def diagnose_encoded(
-    loaded: LoadedModel,
+    loaded: LoadedModel | StreamedModel,
     encoded: list[EncodedPrompt],
     *,
     thresholds: Thresholds | None = None,
@@ -92,14 +130,30 @@ def diagnose_encoded(
     prompt_source: str = "builtin",
     max_length: int | None = 512,
     batch_size: int = 4,
+    activation_budget: int = DEFAULT_BUDGET,
     progress: bool = False,
 ) -> Diagnosis:
-    """Diagnose already-encoded prompts (used by :func:`diagnose` and by re-diagnosis during training)."""
+    """Diagnose already-encoded prompts (used by :func:`diagnose` and by re-diagnosis during training).
+
+    ``loaded`` is a model in memory or a :class:`~headsurgeon.streaming.StreamedModel` (block-streamed).
+    """
     thresholds = thresholds or Thresholds()
     start = time.perf_counter()
-    per_prompt = collect_head_stats(
-        loaded, encoded, batch_size=batch_size, include_first_query=include_first_query, progress=progress
-    )
+    streaming = None
+    if isinstance(loaded, StreamedModel):
+        tokens = max(e.length for e in encoded)
+        estimate = streamed_estimate(loaded, prompts=len(encoded), tokens=tokens, batch_size=batch_size,
+                                     activation_budget=activation_budget)
+        check_streamed_fits(estimate, loaded.loaded.name)
+        per_prompt, stats = collect_head_stats_streamed(
+            loaded, encoded, batch_size=batch_size, include_first_query=include_first_query,
+            activation_budget=activation_budget, progress=progress,
+        )
+        streaming = {**stats.to_dict(), "activation_budget": activation_budget, "estimated_bytes": estimate.total}
+    else:
+        per_prompt = collect_head_stats(
+            loaded, encoded, batch_size=batch_size, include_first_query=include_first_query, progress=progress
+        )
     diag = Diagnosis(
         model=loaded.describe(),
         settings={
@@ -111,6 +165,9 @@ def diagnose_encoded(
             "batch_size": batch_size,
             "dtype": str(loaded.dtype).removeprefix("torch."),
             "device": str(loaded.device),
+            "execution": "streamed" if streaming is not None else "in-memory",
+            "streaming": streaming,
+            "placement": getattr(loaded, "placement", None),
         },
         prompts=[
             {"name": e.prompt.name, "domain": e.prompt.domain, "tokens": e.length, "first_token": first_token(loaded.tokenizer, e)}

@@ -112,26 +112,31 @@ class BatchProbe:
 
     # ----- hooks --------------------------------------------------------------------------
     @contextmanager
-    def attach(self):
-        """Install every hook for one forward pass; all are removed on exit."""
+    def attach(self, layers: list[int] | None = None):
+        """Install the hooks for one forward pass (of ``layers`` only, for a block-streamed
+        call); all are removed on exit. A full pass must have fired every hook."""
         a = self.adapter
+        wanted = list(range(a.num_layers)) if layers is None else list(layers)
         with ExitStack() as stack:
-            stack.enter_context(measure_attention(a, self.lengths.to(_device(a)), self._on_attention, received=True, chunk=self.chunk))
+            stack.enter_context(measure_attention(a, self.lengths.to(_device(a)), self._on_attention, layers=wanted,
+                                                  received=True, chunk=self.chunk))
             handles = []
             stack.callback(lambda: [h.remove() for h in handles])
             if self.value_norm is not None:
-                for layer in range(a.num_layers):
+                for layer in wanted:
                     for name, taps in value_taps(a, layer).items():
                         module = a.model.get_submodule(name)
                         handles.append(module.register_forward_hook(
                             lambda m, args, out, layer=layer, taps=taps: self._on_values(layer, taps, out)))
             if self.resid_norm is not None:
-                handles.append(a.block(0).register_forward_pre_hook(self._block_input_hook, with_kwargs=True))
-                for layer in range(a.num_layers):
+                if 0 in wanted:
+                    handles.append(a.block(0).register_forward_pre_hook(self._block_input_hook, with_kwargs=True))
+                for layer in wanted:
                     handles.append(a.block(layer).register_forward_hook(
                         lambda m, args, out, layer=layer: self._on_residual(layer + 1, first_tensor(out))))
             yield self
-        self._check_complete()
+        if layers is None:
+            self.check_complete()
 
     def _block_input_hook(self, module, args, kwargs):
         hidden = args[0] if args else kwargs.get("hidden_states")
@@ -139,7 +144,7 @@ class BatchProbe:
             raise CaptureError("could not find the residual stream entering block 0 (no hidden_states argument)")
         self._on_residual(0, hidden)
 
-    def _check_complete(self) -> None:
+    def check_complete(self) -> None:
         L = self.adapter.num_layers
         want = {("attention", l) for l in range(L)}
         if self.value_norm is not None:
@@ -170,4 +175,6 @@ class BatchProbe:
 
 
 def _device(adapter: FamilyAdapter) -> torch.device:
-    return next(adapter.model.parameters()).device
+    from headsurgeon.models.placement import input_device
+
+    return input_device(adapter.model)

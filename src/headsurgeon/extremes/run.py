@@ -7,11 +7,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from headsurgeon.errors import HeadsurgeonError
 from headsurgeon.models import LoadedModel, load_model
 from headsurgeon.models.adapters import HeadRef
+from headsurgeon.models.loading import parse_device, parse_dtype
+from headsurgeon.models.placement import Placement
 from headsurgeon.prompts.encoding import encode_prompts, first_token
+from headsurgeon.streaming import DEFAULT_BUDGET, StreamedModel, open_streamed
+from headsurgeon.streaming.choice import choose_streaming
 
 from .analysis import GROUPS, PromptSummary, massive_dims, summarise_prompt
 from .domains import build_domains
@@ -20,6 +25,7 @@ from .effects import run_interventions
 from .measure import measure_prompts
 from .result import ExtremesResult
 from .settings import PARTS, ExtremesSettings, normalise_parts
+from .streamed import measure_prompts_streamed
 
 
 def run_extremes(
@@ -34,6 +40,9 @@ def run_extremes(
     bos: str = "auto",
     max_length: int = 128,
     batch_size: int = 4,
+    stream: bool | str = "auto",
+    activation_budget: int = DEFAULT_BUDGET,
+    placement: Placement | None = None,
     out_dir: str | Path | None = None,
     progress: bool = True,
     dtype: str = "fp32",
@@ -56,6 +65,12 @@ def run_extremes(
     ``heads``: heads to intervene on (default: picked from the dormancy classes, see
     :class:`ExtremesSettings`). With ``out_dir`` the JSON and figures are written there.
     ``dtype``/``device``: how a model given by name is loaded (see :func:`headsurgeon.load_model`).
+
+    ``stream=True`` measures block by block from the safetensors shards (peak memory one block
+    plus activations, see :mod:`headsurgeon.streaming`) with the same numbers; it computes no
+    logits, so ``interventions`` (which re-run the whole model per head) are not available
+    there. ``"auto"`` streams when the model will not fit and no interventions are asked for.
+    ``placement``: accelerate's ``device_map``/``max_memory``/offload for the in-memory path.
     """
     parts = normalise_parts(what)
     settings = settings or ExtremesSettings()
@@ -66,7 +81,26 @@ def run_extremes(
 
         ensure_output_dir(out_dir)  # fail before the slow part
     doms = build_domains(domains, domain_files, local_text=local_text)
-    loaded = model if isinstance(model, LoadedModel) else load_model(model, progress=progress, dtype=dtype, device=device)
+    if isinstance(model, StreamedModel):  # opened by the caller, e.g. open_streamed(spec, device="cuda:0")
+        use_stream = True
+    elif isinstance(model, LoadedModel) or placement is not None or device == "auto":
+        if stream is True:
+            raise HeadsurgeonError("--stream reads the checkpoint itself and runs each block on one device: drop --device-map / "
+                                   "--device auto, and pass a folder or hub id, not a model in memory")
+        use_stream = False
+    else:
+        use_stream, _ = choose_streaming(model, stream, dtype=parse_dtype(dtype), prompts=sum(len(d.prompts) for d in doms),
+                                         tokens=max_length, batch_size=batch_size, device=parse_device(device))
+        if use_stream and "interventions" in parts:
+            raise HeadsurgeonError(
+                "interventions re-run the whole model once per head and need it in memory, which the streamed path "
+                "does not hold; leave them out (--only sinks,drain,peak) or pass --no-stream with --device-map auto"
+            )
+    if use_stream:
+        loaded = model if isinstance(model, StreamedModel) else open_streamed(model, dtype=parse_dtype(dtype), device=parse_device(device))
+    else:
+        loaded = model if isinstance(model, LoadedModel) else load_model(
+            model, progress=progress, dtype=dtype, device=device, placement=placement)
     if heads is not None:
         if "interventions" not in parts:
             raise HeadsurgeonError("heads to intervene on were given but interventions are not selected; add 'interventions' to --only")
@@ -74,16 +108,26 @@ def run_extremes(
             loaded.adapter.check_head(ref.layer, ref.head)
     encoded = encode_prompts(loaded.tokenizer, [p for d in doms for p in d.prompts], bos=bos, max_length=max_length)
     start = time.perf_counter()
-    probes, losses = measure_prompts(
-        loaded, encoded, values="drain" in parts, residual="peak" in parts, top_k=settings.top_k_dims,
-        batch_size=batch_size, progress=progress,
-    )
+    streaming = None
+    if use_stream:
+        probes, cost = measure_prompts_streamed(
+            loaded, encoded, values="drain" in parts, residual="peak" in parts, top_k=settings.top_k_dims,
+            batch_size=batch_size, activation_budget=activation_budget, progress=progress,
+        )
+        losses, streaming = None, {**cost.to_dict(), "activation_budget": activation_budget}
+    else:
+        probes, losses = measure_prompts(
+            loaded, encoded, values="drain" in parts, residual="peak" in parts, top_k=settings.top_k_dims,
+            batch_size=batch_size, progress=progress,
+        )
     summaries = [summarise_prompt(p, settings) for p in probes]
     result = ExtremesResult(
         model=loaded.describe(),
         settings=settings.to_dict(),
         options={"parts": list(parts), "bos": bos, "max_length": max_length, "batch_size": batch_size, "local_text": local_text,
-                 "dtype": str(loaded.dtype).removeprefix("torch."), "device": str(loaded.device)},
+                 "dtype": str(loaded.dtype).removeprefix("torch."), "device": str(loaded.device),
+                 "execution": "streamed" if use_stream else "in-memory", "streaming": streaming,
+                 "placement": getattr(loaded, "placement", None)},
         domains=[{"name": d.name, "sources": d.sources, "prompts": len(d.prompts),
                   "tokens": int(sum(e.length for e in encoded if e.prompt.domain == d.name))} for d in doms],
         prompts=[_prompt_record(loaded.tokenizer, e, s) for e, s in zip(encoded, summaries)],

@@ -24,6 +24,7 @@ from headsurgeon.errors import HeadsurgeonError
 
 from .adapters import FamilyAdapter, adapter_for, check_model_type
 from .cache import converted_model_dir
+from .placement import Placement, check_weights_fit, input_device
 
 DEFAULT_MODEL = "default"
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
@@ -80,14 +81,16 @@ class LoadedModel:
     adapter: FamilyAdapter
     name: str
     source: str
+    #: How accelerate spread the model (``Placement.to_dict()`` plus the device map it chose); None: one device.
+    placement: dict | None = None
 
     def describe(self) -> dict:
         return {"name": self.name, "source": self.source, **self.adapter.describe()}
 
     @property
     def device(self) -> torch.device:
-        """Where inputs go: the device of the input embeddings (the first layer under a device map)."""
-        return self.model.get_input_embeddings().weight.device
+        """Where inputs go: the input embeddings' (execution) device, the first layer under a device map."""
+        return input_device(self.model)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -221,6 +224,8 @@ def load_model(
     dtype: str | torch.dtype = torch.float32,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    placement: Placement | None = None,
+    check_memory: bool = True,
 ) -> LoadedModel:
     """Load ``spec`` (hub id, local folder, ``.gguf`` file, or ``None`` for the default model).
 
@@ -232,11 +237,19 @@ def load_model(
     nothing is measured). A local folder of an unsupported architecture is refused from its
     ``config.json``, before any weight is read. ``progress=False`` silences transformers'
     loading bars.
+
+    ``placement`` spreads the model over devices with accelerate's big-model inference
+    (``device_map``, ``max_memory``, offload to CPU or disk; ``device="auto"`` is
+    ``Placement("auto")``); without it the whole model goes to ``device``, and (``check_memory``)
+    a local safetensors checkpoint whose weights cannot fit in free memory is refused before
+    loading, with an error naming the block-streamed path.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     dtype = parse_dtype(dtype)
     device = parse_device(device)
+    if device == "auto" and placement is None:
+        placement = Placement("auto")
 
     local = resolve_local_dir(spec)
     is_local = local.exists()
@@ -246,6 +259,8 @@ def load_model(
         raise HeadsurgeonError(f"{local} has no config.json; pass a folder written by save_pretrained or a .gguf file")
     if is_local and (model_type := _local_model_type(local)) is not None:
         check_model_type(model_type)  # before reading gigabytes of weights
+    if is_local and check_memory and placement is None:
+        check_weights_fit(local, dtype=dtype, device=device)
     ref = str(local) if is_local else str(spec)
     # Offline and not cached: say so at once (only the local HF cache can serve the id).
     local_only = not is_local and (os.environ.get("HF_HUB_OFFLINE") == "1" or not hub_reachable())
@@ -255,8 +270,7 @@ def load_model(
 
             ref = snapshot_download(str(spec), local_files_only=True)
         with _transformers_progress(progress):
-            placement = {"device_map": "auto"} if device == "auto" else {}
-            model = AutoModelForCausalLM.from_pretrained(ref, dtype=dtype, **placement)
+            model = AutoModelForCausalLM.from_pretrained(ref, dtype=dtype, **(placement.from_pretrained_kwargs() if placement else {}))
         tokenizer = AutoTokenizer.from_pretrained(ref)
     except Exception as exc:  # hub / file errors come in many types; all end in one line
         if not is_local and (local_only or _is_offline_error(exc)):
@@ -271,7 +285,7 @@ def load_model(
             ) from None
         raise HeadsurgeonError(f"could not load model from {local}: {str(exc).splitlines()[0]}") from None
     adapter = adapter_for(model)  # raises the unsupported-architecture error before anything else
-    if device != "auto":
+    if placement is None:
         model.to(device)
     model.eval()
     adapter.prepare()
@@ -282,7 +296,11 @@ def load_model(
     else:
         name = getattr(model.config, "_name_or_path", None) or Path(str(spec)).name
         name = Path(str(name)).name if is_local else str(spec)
-    return LoadedModel(model=model, tokenizer=tokenizer, adapter=adapter, name=name, source=ref)
+    placed = None
+    if placement is not None:
+        chosen = {k: str(v) for k, v in (getattr(model, "hf_device_map", None) or {}).items()}
+        placed = {**placement.to_dict(), "devices": sorted(set(chosen.values()))}
+    return LoadedModel(model=model, tokenizer=tokenizer, adapter=adapter, name=name, source=ref, placement=placed)
 
 
 def wrap_model(model: torch.nn.Module, tokenizer, *, name: str | None = None) -> LoadedModel:

@@ -143,6 +143,9 @@ class FamilyAdapter:
     attention_route: ClassVar[str] = "interface"
     #: The fused QKV projection (``"projection"`` route only).
     qkv_projection_path: ClassVar[str] = ""
+    #: Whether a block's forward returns a tuple ``(hidden, ...)`` rather than the bare hidden
+    #: tensor (the block-streamed path returns the same shape from its stand-in blocks).
+    block_returns_tuple: ClassVar[bool] = False
     #: Which dimension of a projection weight indexes the module's *output* features: 0 for
     #: ``nn.Linear`` (``[out, in]``, ``y = x W^T + b``), 1 for GPT-2's ``Conv1D`` (``[in, out]``,
     #: ``y = x W + b``). Surgery uses it to compute a slice's contribution on its own.

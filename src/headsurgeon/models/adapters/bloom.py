@@ -19,6 +19,7 @@ class BloomAdapter(FamilyAdapter):
     attention_path = "transformer.h.{layer}.self_attention"
     output_projection_path = "transformer.h.{layer}.self_attention.dense"
     block_path = "transformer.h.{layer}"
+    block_returns_tuple = True  # BloomBlock returns (hidden, attn_weights); the model takes [0]
     sdpa_for_training = False  # BLOOM's attention is not pluggable in transformers: it stays eager
     attention_route = "projection"
     qkv_projection_path = "transformer.h.{layer}.self_attention.query_key_value"
