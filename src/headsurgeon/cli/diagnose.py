@@ -7,7 +7,14 @@ from typing import Optional
 
 import typer
 
-from .bigmodel_options import ACTIVATION_BUDGET, DEVICE_MAP, MAX_MEMORY, OFFLOAD_FOLDER, STREAM, big_model_kwargs
+from .bigmodel_options import (
+    ACTIVATION_BUDGET,
+    DEVICE_MAP,
+    MAX_MEMORY,
+    OFFLOAD_FOLDER,
+    STREAM,
+    big_model_kwargs,
+)
 from .display import print_diagnosis
 from .model_options import device_option, dtype_option
 

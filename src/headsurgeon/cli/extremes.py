@@ -10,8 +10,8 @@ import typer
 
 from headsurgeon.errors import HeadsurgeonError
 
-from .model_options import device_option, dtype_option
 from .bigmodel_options import ACTIVATION_BUDGET, DEVICE_MAP, MAX_MEMORY, OFFLOAD_FOLDER, STREAM, big_model_kwargs
+from .model_options import device_option, dtype_option
 
 
 def parse_heads(values: list[str]):

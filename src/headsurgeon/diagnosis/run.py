@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from headsurgeon.errors import HeadsurgeonError
 from headsurgeon.models import LoadedModel, load_model

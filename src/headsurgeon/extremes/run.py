@@ -7,7 +7,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from headsurgeon.errors import HeadsurgeonError
 from headsurgeon.models import LoadedModel, load_model
