@@ -94,3 +94,27 @@ def test_a_folder_of_pickled_weights_is_refused(tiny_factory, tmp_path):
     (tmp_path / "pytorch_model.bin").write_bytes(b"not read")  # a pickle is never opened
     with pytest.raises(HeadsurgeonError, match="safetensors only"):
         open_streamed(tmp_path)
+
+
+def test_layers_of_different_types_get_their_own_masks(tmp_path):
+    """Alternating full and sliding-window layers: the model builds one mask per layer type, and
+    the recorder hands each block the one the full forward would."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from headsurgeon.models.tiny import byte_tokenizer, tiny_config
+
+    cfg = tiny_config("qwen2", layers=3)
+    cfg.use_sliding_window, cfg.sliding_window = True, 6
+    cfg.layer_types = ["full_attention", "sliding_attention", "sliding_attention"]
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim >= 2:
+                p.normal_(0.0, 0.3)
+    model.save_pretrained(tmp_path)
+    byte_tokenizer().save_pretrained(tmp_path)
+    memory = diagnose(tmp_path, prompts=PROMPTS[:3], stream=False, progress=False)
+    streamed = diagnose(tmp_path, prompts=PROMPTS[:3], stream=True, progress=False)
+    np.testing.assert_allclose(streamed.per_prompt["bos_mass"], memory.per_prompt["bos_mass"], rtol=0, atol=1e-6)
