@@ -50,6 +50,18 @@ FAMILY_CASES: dict[str, tuple[str, dict]] = {
     "qwen2-gqa": ("qwen2", {"heads": 4, "kv_heads": 2}),  # q/k/v biases, no o bias
     "gpt2": ("gpt2", {}),
     "gpt_neox": ("gpt_neox", {}),
+    "mistral-window": ("mistral", {"sliding_window": 8}),  # every layer windowed, prompts longer than it
+    "qwen3-gqa": ("qwen3", {}),  # q/k norms over head_dim (shared, frozen)
+    "gemma2": ("gemma2", {}),  # soft-capped scores, local/global layers, no SDPA
+    "gemma3": ("gemma3", {}),  # q/k norms, local/global layers
+    "olmo2": ("olmo2", {}),  # q/k norms over all heads: surgery not local
+    "phi3-gqa": ("phi3", {}),  # fused qkv_proj [all Q | all K | all V]
+    "gpt_oss": ("gpt_oss", {}),  # learned sinks, q/k/v/o biases, local/global layers, MoE MLP
+    "falcon-groups": ("falcon", {}),  # new decoder architecture: per KV group [q..q k v]
+    "falcon-mq": ("falcon", {"multi_query": True, "new_decoder_architecture": False}),  # [all Q | K | V]
+    "falcon-alibi": ("falcon", {"alibi": True, "bias": True}),  # interleaved per head, ALiBi
+    "mpt": ("mpt", {}),  # fused Wqkv [all Q | all K | all V], ALiBi
+    "mpt-6heads": ("mpt", {"heads": 6, "hidden": 48}),  # MPT's own slope interleaving
 }
 
 

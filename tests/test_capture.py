@@ -6,7 +6,11 @@ maps. The engine's numbers come from right-padded batches of prompts of differen
 fused route and on the chunked route with chunks of 3 query rows (so chunk boundaries fall inside
 every prompt), so agreement to 1e-5 shows that the engine computes the probabilities the model
 uses, that padding never moves position 0, and that chunking changes nothing. The eager capture
-(``stream_attention``, the reference path) is tested here too.
+(``stream_attention``, the reference path) is tested here too. Family specifics are
+written out the same obvious way: on a sliding-window layer BOS mass averages the rows that can
+see position 0 (``t < window``), and for a learned sink (gpt-oss, whose reference weights carry
+the sink's share as a last column) entropy counts the sink as one more outcome and
+``sink_mass`` is its share.
 """
 
 from __future__ import annotations
@@ -40,32 +44,51 @@ def encoded_prompts(tokenizer):
     return enc
 
 
-def reference_stats(A: np.ndarray, include_first_query: bool) -> dict[str, np.ndarray]:
-    """Metrics of one prompt's ``[heads, T, T]`` map, written out the slow, obvious way."""
+def reference_stats(A: np.ndarray, include_first_query: bool, window: int | None = None,
+                    sink: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Metrics of one prompt's ``[heads, T, T]`` map, written out the slow, obvious way
+    (``sink``: ``[heads, T]`` share of each row taken by a learned sink)."""
     H, T, _ = A.shape
     queries = range(0 if include_first_query else 1, T)
-    out = {"bos_mass": np.zeros(H), "entropy": np.zeros(H), "local_mass": np.zeros(H)}
+    out = {"bos_mass": np.zeros(H), "entropy": np.zeros(H), "local_mass": np.zeros(H), "bos_rows": 0}
+    if sink is not None:
+        out["sink_mass"] = np.zeros(H)
     for h in range(H):
-        bos, ent, loc = [], [], []
+        bos, ent, loc, snk = [], [], [], []
         for t in queries:
-            bos.append(A[h, t, 0])
-            ent.append(-sum(A[h, t, j] * math.log(A[h, t, j]) for j in range(t + 1) if A[h, t, j] > 0))
+            if window is None or t < window:
+                bos.append(A[h, t, 0])
+            e = -sum(A[h, t, j] * math.log(A[h, t, j]) for j in range(t + 1) if A[h, t, j] > 0)
+            if sink is not None:
+                e -= sink[h, t] * math.log(sink[h, t])
+                snk.append(sink[h, t])
+            ent.append(e)
             loc.append(sum(A[h, t, j] for j in range(max(0, t - 2), t + 1)))
         out["bos_mass"][h], out["entropy"][h], out["local_mass"][h] = np.mean(bos), np.mean(ent), np.mean(loc)
+        out["bos_rows"] = len(bos)
+        if sink is not None:
+            out["sink_mass"][h] = np.mean(snk)
     return out
 
 
 @torch.no_grad()
 def reference(loaded, encoded, include_first_query: bool) -> dict[str, np.ndarray]:
-    L, H = loaded.adapter.num_layers, loaded.adapter.num_heads
-    ref = {m: np.zeros((len(encoded), L, H)) for m in ("bos_mass", "entropy", "local_mass")}
+    a = loaded.adapter
+    L, H = a.num_layers, a.num_heads
+    metrics = ("bos_mass", "entropy", "local_mass") + (("sink_mass",) if a.sink_column else ())
+    ref = {m: np.zeros((len(encoded), L, H)) for m in metrics}
+    ref["bos_rows"] = np.zeros((len(encoded), L))
     for p, e in enumerate(encoded):
         with loaded.adapter.reference_attention():
             maps = loaded.model(torch.tensor([e.ids]), output_attentions=True).attentions
         for layer, A in enumerate(maps):
             A = A[0].double().numpy()
+            sink = None
+            if a.sink_column:
+                A, sink = A[..., :-1], A[..., -1]
+                np.testing.assert_allclose(A.sum(-1) + sink, 1.0, atol=1e-6)
             assert A.shape == (H, e.length, e.length)
-            for m, v in reference_stats(A, include_first_query).items():
+            for m, v in reference_stats(A, include_first_query, a.attention_window(layer), sink).items():
                 ref[m][p, layer] = v
     return ref
 

@@ -44,15 +44,16 @@ def test_zero_hook_is_removed_on_exit():
     torch.testing.assert_close(base, after)
 
 
-def renormalised(p: torch.Tensor, sinks: list[int]) -> torch.Tensor:
+def renormalised(p: torch.Tensor, sinks: list[int], learned: torch.Tensor | None = None) -> torch.Tensor:
     """Expected probabilities: sink columns removed, each row renormalised (rows with nothing
-    else visible stay as they were)."""
+    else visible stay as they were). ``learned``: a learned sink's share of each row (gpt-oss),
+    which stays in the softmax and so in the normaliser."""
     q = p.clone()
     for t in range(p.shape[0]):
         rest = [j for j in range(t + 1) if j not in sinks]
         if rest:
             q[t, sinks] = 0
-            q[t] = q[t] / q[t].sum()
+            q[t] = q[t] / (q[t].sum() + (0 if learned is None else learned[t]))
     return q
 
 
@@ -62,19 +63,29 @@ def test_sink_removal_renormalises_only_the_chosen_head(tiny):
     lengths = mask.sum(1)
     sinks = [[0, 3], [0]]
     ref = HeadRef(1, 2)
-    base, new = {}, {}
+    base, new, learned = {}, {}, {}
+
+    def keep(store):
+        def on_layer(b):
+            store[b.layer] = b.weights.clone()
+            if store is base and b.sink is not None:
+                learned[b.layer] = b.sink.clone()
+        return on_layer
+
     with torch.no_grad():
-        with stream_attention(a, lengths, lambda b: base.__setitem__(b.layer, b.weights.clone())):
+        with stream_attention(a, lengths, keep(base)):
             model(input_ids=ids, attention_mask=mask)
-        with remove_sink_attention(a, [ref], sinks), stream_attention(a, lengths, lambda b: new.__setitem__(b.layer, b.weights.clone())):
+        with remove_sink_attention(a, [ref], sinks), stream_attention(a, lengths, keep(new)):
             model(input_ids=ids, attention_mask=mask)
     torch.testing.assert_close(new[0], base[0])  # earlier layer untouched
     others = [h for h in range(a.num_heads) if h != ref.head]
     torch.testing.assert_close(new[1][:, others], base[1][:, others])
     for b, (n, s) in enumerate(zip(lengths.tolist(), sinks)):
-        expected = renormalised(base[1][b, ref.head, :n, :n], s)
+        share = learned[1][b, ref.head, :n] if learned else None
+        expected = renormalised(base[1][b, ref.head, :n, :n], s, share)
         torch.testing.assert_close(new[1][b, ref.head, :n, :n], expected, atol=1e-5, rtol=1e-5)
-        assert new[1][b, ref.head, 0, 0] == pytest.approx(1.0)  # query 0 sees only the sink: unchanged
+        # query 0 sees only the sink: unchanged (all on key 0, less a learned sink's share)
+        assert new[1][b, ref.head, 0, 0] == pytest.approx(1.0 - (0 if share is None else share[0].item()))
 
 
 def test_mask_edit_equals_direct_softmax_renormalisation():

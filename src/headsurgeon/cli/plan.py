@@ -56,5 +56,7 @@ def register(app: typer.Typer) -> None:
         if plan.frozen_in_zone:
             console.print(f"kept frozen inside the zone: {', '.join(str(h) for h in plan.frozen_in_zone)}")
         console.print(f"{len(plan.targets)} targets, gqa mode '{plan.gqa_mode}'")
+        for warning in plan.warnings:
+            console.print(f"[yellow]warning:[/yellow] {warning}")
         plan.save(out)
         typer.echo(f"wrote {out}")

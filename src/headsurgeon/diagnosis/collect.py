@@ -13,25 +13,36 @@ from headsurgeon.capture import LayerStats, check_all_layers, measure_attention
 from headsurgeon.models import LoadedModel
 from headsurgeon.prompts.encoding import EncodedPrompt, batches
 
-from .metrics import METRICS, layer_head_stats
+from .metrics import METRICS, SINK_METRIC, layer_head_stats
+
+
+def metrics_of(adapter) -> tuple[str, ...]:
+    """The per-head metrics measured for ``adapter``'s family (``sink_mass`` with learned sinks)."""
+    return METRICS + ((SINK_METRIC,) if adapter.sink_column else ())
 
 
 def empty_stats(adapter, prompts: int) -> dict[str, np.ndarray]:
-    """NaN-filled ``{metric: [prompts, layers, heads]}`` arrays (NaN: not measured yet)."""
-    return {m: np.full((prompts, adapter.num_layers, adapter.num_heads), np.nan) for m in METRICS}
+    """NaN-filled ``{metric: [prompts, layers, heads]}`` arrays (NaN: not measured yet), and
+    ``bos_rows`` ``[prompts, layers]`` (query rows counted in each BOS mean)."""
+    out = {m: np.full((prompts, adapter.num_layers, adapter.num_heads), np.nan) for m in metrics_of(adapter)}
+    out["bos_rows"] = np.zeros((prompts, adapter.num_layers))
+    return out
 
 
-def layer_recorder(out: dict[str, np.ndarray], indices: list[int], *, include_first_query: bool) -> Callable[[LayerStats], None]:
+def layer_recorder(out: dict[str, np.ndarray], indices: list[int], *, include_first_query: bool,
+                   adapter) -> Callable[[LayerStats], None]:
     """The ``on_layer`` callback that writes one layer's statistics of one batch into ``out``.
 
     Shared by the in-memory and the block-streamed path (:mod:`.streamed`), so both reduce the
-    engine's row statistics the same way.
+    engine's row statistics the same way (``adapter``: the layer's sliding window, the metrics).
     """
+    metrics = metrics_of(adapter)
 
     def on_layer(att: LayerStats) -> None:
-        stats = layer_head_stats(att, include_first_query=include_first_query)
-        for m in METRICS:
+        stats = layer_head_stats(att, include_first_query=include_first_query, window=adapter.attention_window(att.layer))
+        for m in metrics:
             out[m][indices, att.layer, :] = getattr(stats, m).cpu().numpy()
+        out["bos_rows"][indices, att.layer] = stats.bos_rows.cpu().numpy()
 
     return on_layer
 
@@ -47,7 +58,9 @@ def collect_head_stats(
     route: str = "auto",
     chunk: int | None = None,
 ) -> dict[str, np.ndarray]:
-    """``{metric: [prompts, layers, heads]}`` for every prompt in ``encoded``.
+    """``{metric: [prompts, layers, heads]}`` for every prompt in ``encoded``, plus ``bos_rows``
+    (``[prompts, layers]``: query rows counted in each BOS mean, fewer than the others on
+    sliding-window layers) and, for families with a learned sink, ``sink_mass``.
 
     Each layer's statistics are computed inside its attention call by the measurement engine
     (:mod:`headsurgeon.capture.engine`): no T x T map is held, at any depth or length. Only the
@@ -68,7 +81,7 @@ def collect_head_stats(
     try:
         for batch in batches(encoded, batch_size=batch_size, pad_id=pad_id):
             lengths = batch.lengths.to(device)
-            on_layer = layer_recorder(out, batch.indices, include_first_query=include_first_query)
+            on_layer = layer_recorder(out, batch.indices, include_first_query=include_first_query, adapter=adapter)
             with measure_attention(adapter, lengths, on_layer, route=route, chunk=chunk) as session:
                 model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device), use_cache=False, **extra)
             check_all_layers(session, range(L))

@@ -12,6 +12,15 @@ puts it back, as the paper did). Padded query positions are always left out.
 
 The per-row values come from the measurement engine (:mod:`headsurgeon.capture.engine`, no map
 held); :func:`head_stats` computes the same from full maps, as the reference.
+
+Family specifics (declared by the adapter):
+
+* sliding-window layers: a query at ``t >= window`` cannot see position 0, so BOS mass is the
+  mean over the rows that can (``1 <= t < window``); entropy and local mass use every row, and
+  ``bos_rows`` says how many rows the BOS mean counted;
+* a learned sink (gpt-oss): BOS and local mass are the weights the model gives to real keys;
+  ``sink_mass`` is the mean share the sink takes; entropy is that of the full distribution the
+  softmax computes, the sink counted as one more outcome (``RowStats.sink``).
 """
 
 from __future__ import annotations
@@ -23,6 +32,8 @@ import torch
 from headsurgeon.capture import AttentionBatch, LayerStats, RowStats, rows_from_maps
 
 METRICS = ("bos_mass", "entropy", "local_mass")
+#: Reported only for families with a learned sink (gpt-oss).
+SINK_METRIC = "sink_mass"
 
 
 @dataclass
@@ -32,6 +43,9 @@ class HeadStats:
     bos_mass: torch.Tensor
     entropy: torch.Tensor
     local_mass: torch.Tensor
+    #: ``[batch]`` query rows counted in the BOS means (fewer than the others on windowed layers).
+    bos_rows: torch.Tensor | None = None
+    sink_mass: torch.Tensor | None = None
 
 
 def query_mask(batch: AttentionBatch | LayerStats, include_first_query: bool) -> torch.Tensor:
@@ -49,20 +63,31 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return total / m.sum(-1).clamp_min(1).to(values.dtype)  # where(), not *: padded rows may hold NaN
 
 
-def reduce_rows(rows: RowStats, mask: torch.Tensor) -> HeadStats:
-    """``[B, H]`` statistics: per-row values averaged over the query positions in ``mask [B, T]``."""
+def bos_visible(T: int, window: int | None, device=None) -> torch.Tensor:
+    """``[T]`` boolean: which query positions can see position 0 (``t < window``; all if global)."""
+    t = torch.arange(T, device=device)
+    return t < window if window is not None else torch.ones(T, dtype=torch.bool, device=device)
+
+
+def reduce_rows(rows: RowStats, mask: torch.Tensor, window: int | None = None) -> HeadStats:
+    """``[B, H]`` statistics: per-row values averaged over the query positions in ``mask [B, T]``;
+    BOS mass only over the rows of those that can see position 0 (``window``)."""
+    bos_mask = mask & bos_visible(mask.shape[-1], window, mask.device)[None, :]
     return HeadStats(
-        bos_mass=_masked_mean(rows.bos, mask),
+        bos_mass=_masked_mean(rows.bos, bos_mask),
         entropy=_masked_mean(rows.entropy, mask),
         local_mass=_masked_mean(rows.local, mask),
+        bos_rows=bos_mask.sum(-1),
+        sink_mass=None if rows.sink is None else _masked_mean(rows.sink, mask),
     )
 
 
-def layer_head_stats(layer: LayerStats, *, include_first_query: bool = False) -> HeadStats:
-    """Reduce one layer's per-row statistics from the engine to per-head statistics."""
-    return reduce_rows(layer.rows, query_mask(layer, include_first_query))
+def layer_head_stats(layer: LayerStats, *, include_first_query: bool = False, window: int | None = None) -> HeadStats:
+    """Reduce one layer's per-row statistics from the engine to per-head statistics
+    (``window``: the layer's sliding window, from its adapter)."""
+    return reduce_rows(layer.rows, query_mask(layer, include_first_query), window)
 
 
 def head_stats(batch: AttentionBatch, *, include_first_query: bool = False) -> HeadStats:
-    """The same from one layer's full maps (the eager reference)."""
-    return reduce_rows(rows_from_maps(batch.weights), query_mask(batch, include_first_query))
+    """The same from one layer's full maps (the eager reference; window and sink from the batch)."""
+    return reduce_rows(rows_from_maps(batch.weights, sink=batch.sink), query_mask(batch, include_first_query), batch.window)

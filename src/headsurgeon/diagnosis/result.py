@@ -6,7 +6,9 @@ shape), ``settings`` (thresholds, whether query 0 is included, BOS policy, promp
 max length, batch size), ``prompts`` (name, domain, tokens, first token), per-head ``[layer][head]``
 arrays ``bos_mass``/``entropy``/``local_mass`` (means over prompts) with ``*_std`` (spread over
 prompts), ``per_prompt`` (``[prompt][layer][head]`` for each metric), ``classes``, and the derived
-``counts``, ``threshold_sweep``, ``columns`` and ``alibi`` sections.
+``counts``, ``threshold_sweep``, ``columns`` and ``alibi`` sections; ``layers`` (per layer: type
+``global``/``local``, sliding window, query rows counted in the BOS means) and, for families with
+a learned sink, ``sink_mass`` arrays and ``sinks`` (each head's sink logit).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from headsurgeon.io import atomic_write_text, now_iso, read_json_document
 from headsurgeon.models.adapters import HeadRef
 
 from .classes import COLLAPSED, SWEEP, Thresholds, classify, count
-from .metrics import METRICS
+from .metrics import METRICS, SINK_METRIC
 
 
 @dataclass
@@ -37,6 +39,15 @@ class Diagnosis:
     alibi: dict | None = None
     created: str = field(default_factory=now_iso)
     elapsed_seconds: float | None = None
+    #: Per layer: ``type`` (global/local), ``window``, ``bos_rows`` (rows counted in BOS means).
+    layers: dict | None = None
+    #: Learned sinks (gpt-oss): ``logits`` ``[layer][head]``.
+    sinks: dict | None = None
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The per-head metrics this diagnosis holds (``sink_mass`` only for learned-sink families)."""
+        return METRICS + ((SINK_METRIC,) if SINK_METRIC in self.per_prompt else ())
 
     # ----- derived views ----------------------------------------------------------------
     def mean(self, metric: str) -> np.ndarray:
@@ -99,16 +110,51 @@ class Diagnosis:
             "sick_band": [int(h) for h in np.nonzero(per_index >= band_fraction * L)[0]],
         }
 
+    def by_layer_type(self) -> dict | None:
+        """BOS mass per layer type (``local``/``global``) with the layers and query rows counted;
+        ``None`` when every layer is global (nothing to split)."""
+        if not self.layers or "local" not in self.layers["type"]:
+            return None
+        out = {}
+        types = np.asarray(self.layers["type"])
+        bos = self.bos_mass
+        collapsed = np.isin(self.classes, COLLAPSED)
+        for kind in ("local", "global"):
+            idx = np.nonzero(types == kind)[0]
+            if idx.size == 0:
+                continue
+            windows = sorted({self.layers["window"][i] for i in idx if self.layers["window"][i] is not None})
+            out[kind] = {
+                "layers": idx.astype(int).tolist(),
+                "window": windows[0] if len(windows) == 1 else (windows or None),
+                "mean_bos_mass": round(float(bos[idx].mean()), 6),
+                "collapsed_heads": int(collapsed[idx].sum()),
+                "bos_rows": int(sum(self.layers["bos_rows"][i] for i in idx)),
+            }
+        return out
+
     def summary(self) -> dict:
         n = int(np.prod(self.shape))
         counts = self.counts()
-        return {
+        out = {
             "heads": n,
             "counts": counts,
             "collapsed_percent": round(100 * (counts["bos_sink"] + counts["dead"]) / n, 2),
             "max_prompt_spread": float(self.std("bos_mass").max()),
             "mean_prompt_spread": float(self.std("bos_mass").mean()),
         }
+        by_type = self.by_layer_type()
+        if by_type is not None:
+            out["by_layer_type"] = by_type
+        if SINK_METRIC in self.per_prompt:
+            sink = self.mean(SINK_METRIC)
+            out["sink_mass"] = {"mean": round(float(sink.mean()), 6), "max": round(float(sink.max()), 6)}
+        attention = (self.model or {}).get("attention") or {}
+        if attention.get("decisions"):
+            out["family_decisions"] = attention["decisions"]
+        if attention.get("warnings"):
+            out["warnings"] = attention["warnings"]
+        return out
 
     # ----- JSON -------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -124,13 +170,15 @@ class Diagnosis:
             "model": self.model,
             "settings": self.settings,
             "prompts": self.prompts,
-            **{m: r(self.mean(m)) for m in METRICS},
-            **{f"{m}_std": r(self.std(m)) for m in METRICS},
+            **{m: r(self.mean(m)) for m in self.metrics},
+            **{f"{m}_std": r(self.std(m)) for m in self.metrics},
             "classes": self.classes.tolist(),
             "summary": self.summary(),
             "threshold_sweep": self.threshold_sweep(),
             "columns": self.columns(),
             "alibi": self.alibi,
+            "layers": self.layers,
+            "sinks": self.sinks,
             "per_prompt": {m: r(v) for m, v in self.per_prompt.items()},
         }
 
@@ -144,6 +192,8 @@ class Diagnosis:
             prompts=doc["prompts"],
             per_prompt={m: np.asarray(v, dtype=float) for m, v in doc["per_prompt"].items()},
             alibi=doc.get("alibi"),
+            layers=doc.get("layers"),
+            sinks=doc.get("sinks"),
             created=doc.get("created", ""),
             elapsed_seconds=doc.get("elapsed_seconds"),
         )

@@ -119,6 +119,17 @@ def diagnose(
     return diag
 
 
+def layer_info(adapter, bos_rows: np.ndarray) -> dict:
+    """Per layer: its type (``global``, or ``local`` with its window) and the query rows its BOS
+    means counted (summed over prompts)."""
+    windows = [adapter.attention_window(l) for l in range(adapter.num_layers)]
+    return {
+        "type": ["global" if w is None else "local" for w in windows],
+        "window": windows,
+        "bos_rows": bos_rows.sum(0).astype(int).tolist(),
+    }
+
+
 def diagnose_encoded(
     loaded: LoadedModel | StreamedModel,
     encoded: list[EncodedPrompt],
@@ -153,6 +164,7 @@ def diagnose_encoded(
         per_prompt = collect_head_stats(
             loaded, encoded, batch_size=batch_size, include_first_query=include_first_query, progress=progress
         )
+    bos_rows = per_prompt.pop("bos_rows")
     diag = Diagnosis(
         model=loaded.describe(),
         settings={
@@ -174,7 +186,11 @@ def diagnose_encoded(
         ],
         per_prompt=per_prompt,
         elapsed_seconds=time.perf_counter() - start,
+        layers=layer_info(loaded.adapter, bos_rows),
     )
+    sinks = loaded.adapter.sink_logits()
+    if sinks is not None:
+        diag.sinks = {"logits": np.round(sinks.numpy().astype(float), 6).tolist()}
     slopes = loaded.adapter.alibi_slopes()
     if slopes is not None:
         diag.alibi = alibi_analysis(slopes.numpy(), diag.bos_mass, np.isin(diag.classes, COLLAPSED))

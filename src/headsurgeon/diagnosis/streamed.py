@@ -36,7 +36,7 @@ def collect_head_stats_streamed(
     adapter = streamed.adapter
     out = empty_stats(adapter, len(encoded))
     todo = list(batches(encoded, batch_size=batch_size, pad_id=streamed.tokenizer.pad_token_id))
-    recorders = {id(b): layer_recorder(out, b.indices, include_first_query=include_first_query) for b in todo}
+    recorders = {id(b): layer_recorder(out, b.indices, include_first_query=include_first_query, adapter=adapter) for b in todo}
 
     @contextmanager
     def observe(layer: int, batch: TokenBatch):

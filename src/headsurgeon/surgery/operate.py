@@ -11,6 +11,7 @@ checkpoint; a finished run is returned as is.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,6 +107,10 @@ def operate(
     if existing is None:
         manifest = new_manifest(model=loaded.describe(), plan=plan.to_dict(), config=cfg.to_dict(), corpus=corpus.info,
                                 other=None if other is None else {"source": cfg.other_corpus, "sequences": len(other)})
+        manifest["warnings"] = ad.surgery_warnings()  # e.g. OLMo 2: surgery is not local
+        for warning in manifest["warnings"]:
+            if main:
+                logging.getLogger("headsurgeon").warning("warning: %s", warning)
         manifest["stock"] = evaluate("stock")
     else:
         manifest = existing

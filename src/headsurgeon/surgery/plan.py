@@ -67,6 +67,11 @@ class SurgeryPlan:
         self.targets = sorted(set(self.targets))
         self.frozen_in_zone = sorted(set(self.frozen_in_zone) - set(self.targets))
 
+    @property
+    def warnings(self) -> list[str]:
+        """The model family's surgery warnings (OLMo 2: surgery is not local), from ``model.attention``."""
+        return list(((self.model or {}).get("attention") or {}).get("warnings") or [])
+
     def zone(self) -> list[HeadRef]:
         return sorted(set(self.targets) | set(self.frozen_in_zone))
 
@@ -98,6 +103,7 @@ class SurgeryPlan:
             "rules": self.rules,
             "reasons": self.reasons,
             "n_targets": len(self.targets),
+            "warnings": self.warnings,
         }
 
     @classmethod

@@ -124,6 +124,8 @@ def make_plan(
     if not targets:
         raise HeadsurgeonError("these rules select no heads; relax them (e.g. --class bos_sink,dead or --top 20)")
     model = {k: diagnosis.model.get(k) for k in ("name", "family", "num_layers", "num_heads", "num_kv_heads")}
+    if diagnosis.model.get("attention"):  # the family's declarations and warnings travel with the plan
+        model["attention"] = diagnosis.model["attention"]
     return SurgeryPlan(
         model=model,
         targets=list(targets),

@@ -17,11 +17,24 @@ look at a layout themselves:
   head can be ablated with one pre-hook;
 * where each MLP neuron's input and output weights are (for the dormancy measure).
 
+Families also differ in what their attention *computes*. Each such difference is a
+declaration here, read by every capture path and shown in every output (``describe()["attention"]``):
+
+* :meth:`attention_window`: a sliding-window layer's window (query ``t`` sees key ``j`` only
+  when ``t - j < window``, so rows ``t >= window`` cannot see position 0);
+* :meth:`attention_softcap`: a soft-cap on the scores (Gemma 2: ``cap * tanh(s / cap)``);
+* :meth:`sink_parameter`: a learned per-head sink logit competing with the real keys (gpt-oss);
+* :meth:`alibi_slopes`: per-head ALiBi slopes, from the library's own code;
+* :attr:`qk_norm_scope` and :meth:`shared_parameters`: query/key norms and any other attention
+  parameter that belongs to no single head (kept frozen by surgery), and whether re-initialising
+  one head changes the others (:attr:`surgery_is_local`, with :meth:`surgery_warnings`).
+
 Adding a family means writing one small subclass and registering it in ``registry.py``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import ClassVar
@@ -116,6 +129,9 @@ class ScoreSpec:
     scale: float
     alibi_slopes: torch.Tensor | None = None
     softcap: float | None = None
+    #: ``T -> [heads, T]`` bias per key position, used instead of ``alibi_slopes * position`` when
+    #: a family's ALiBi is not exactly that product in float32 (Falcon rounds it to bfloat16).
+    alibi_bias: Callable[[int], torch.Tensor] | None = None
 
 
 class FamilyAdapter:
@@ -153,6 +169,20 @@ class FamilyAdapter:
     #: Whether training steps may switch to PyTorch's fused SDPA attention (families whose
     #: attention is not pluggable in ``transformers``, like BLOOM, stay eager).
     sdpa_for_training: ClassVar[bool] = True
+    #: How Q, K and V are stored (shown in outputs; the slices say it exactly).
+    qkv_layout: ClassVar[str] = "separate q/k/v projections"
+    #: ``None`` (no query/key norm), ``"head_dim"`` (one norm weight shared by every head of a
+    #: layer, over head_dim: frozen, a head's surgery leaves it alone) or ``"all_heads"`` (the
+    #: norm runs over all heads together before the split: heads are coupled).
+    qk_norm_scope: ClassVar[str | None] = None
+    #: Whether re-initialising one head leaves every other head's attention unchanged.
+    surgery_is_local: ClassVar[bool] = True
+    #: Whether the attention module's weights carry one extra, last column: the share of each row
+    #: taken by a learned sink (gpt-oss). The real keys' weights then sum to 1 minus that share.
+    sink_column: ClassVar[bool] = False
+    #: Whether the attention module receives a boolean mask with ``True`` marking *masked* keys
+    #: (MPT) instead of an additive float mask.
+    boolean_mask_marks_masked: ClassVar[bool] = False
 
     def __init__(self, model: nn.Module):
         self.model = model
@@ -175,6 +205,55 @@ class FamilyAdapter:
     def alibi_slopes(self) -> torch.Tensor | None:
         """Per-head ALiBi slopes from the library's own code, or ``None`` if not an ALiBi model."""
         return None
+
+    def attention_window(self, layer: int) -> int | None:
+        """Sliding window of ``layer`` (``None``: global attention).
+
+        transformers' sliding mask lets query ``t`` see key ``j`` when ``t - j < window``. Models
+        with ``layer_types`` (Gemma 2/3, gpt-oss, Qwen2/3) window only their
+        ``sliding_attention`` layers; Mistral and Phi-3 window every layer when
+        ``sliding_window`` is set.
+        """
+        window = getattr(self.config, "sliding_window", None)
+        if not isinstance(window, int) or window <= 0:
+            return None
+        types = getattr(self.config, "layer_types", None)
+        if types is not None:
+            return window if types[layer] == "sliding_attention" else None
+        return window
+
+    def attention_softcap(self) -> float | None:
+        """Soft-cap applied to the attention scores before the softmax (``None``: none)."""
+        return None
+
+    def sink_parameter(self, layer: int) -> str | None:
+        """Name of ``layer``'s learned per-head sink logits (``[heads]``), or ``None``."""
+        return None
+
+    def sink_logits(self) -> torch.Tensor | None:
+        """``[layers, heads]`` learned sink logits, or ``None`` for families without them."""
+        if self.sink_parameter(0) is None:
+            return None
+        params = [self.parameter(self.sink_parameter(l)) for l in range(self.num_layers)]
+        if any(p.is_meta for p in params):  # block-streamed: the weights are not in memory
+            return None
+        return torch.stack([p.detach().float().cpu() for p in params])
+
+    def shared_parameters(self, layer: int) -> list[str]:
+        """Attention parameters of ``layer`` that belong to no single head (q/k norm weights, the
+        learned sinks): surgery keeps them frozen and bit-identical."""
+        return []
+
+    def surgery_warnings(self) -> list[str]:
+        """What a user must know before operating on this family (empty when surgery is local)."""
+        return []
+
+    def neuron_vectors(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(up, down)``, each ``[neurons, features]``: what MLP neuron ``i`` reads and writes."""
+        axes = self.neuron_axes(layer)
+        up = self.parameter(axes.up).detach().float().movedim(axes.up_dim, 0)
+        down = self.parameter(axes.down).detach().float().movedim(axes.down_dim, 0)
+        return up.reshape(up.shape[0], -1), down.reshape(down.shape[0], -1)
 
     # ----- shared helpers -----------------------------------------------------------------
     @property
@@ -252,7 +331,11 @@ class FamilyAdapter:
 
         register_engine()
         if getattr(self.config, "_attn_implementation", None) != ENGINE:
-            self.model.set_attn_implementation(ENGINE)
+            self.set_attention(ENGINE)
+
+    def set_attention(self, implementation: str) -> None:
+        """Switch the model's attention path (families that ignore the dynamic switch override this)."""
+        self.model.set_attn_implementation(implementation)
 
     def score_spec(self, layer: int) -> ScoreSpec:
         """How layer ``layer`` scores keys (``"projection"`` route): plain ``1/sqrt(head_dim)``."""
@@ -273,11 +356,11 @@ class FamilyAdapter:
         if self.attention_route != "interface" or before == "eager":
             yield
             return
-        self.model.set_attn_implementation("eager")
+        self.set_attention("eager")
         try:
             yield
         finally:
-            self.model.set_attn_implementation(before)
+            self.set_attention(before)
 
     @contextmanager
     def training_attention(self):
@@ -288,11 +371,56 @@ class FamilyAdapter:
         if not self.sdpa_for_training or before == "sdpa":
             yield
             return
-        self.model.set_attn_implementation("sdpa")
+        self.set_attention("sdpa")
         try:
             yield
         finally:
-            self.model.set_attn_implementation(before)
+            self.set_attention(before)
+
+    def attention_traits(self) -> dict:
+        """What this family's attention adds and what headsurgeon decided for it (every output
+        carries this under ``model.attention``)."""
+        windows = [self.attention_window(l) for l in range(self.num_layers)]
+        sinks = self.sink_parameter(0) is not None
+        return {
+            "qkv_layout": self.qkv_layout,
+            "qk_norm": self.qk_norm_scope,
+            "surgery_local": self.surgery_is_local,
+            "shared_frozen_parameters": [n.removeprefix(self.path(self.attention_path, 0) + ".")
+                                         for n in self.shared_parameters(0)],
+            "alibi": self.alibi_slopes() is not None,
+            "softcap": self.attention_softcap(),
+            "learned_sinks": sinks,
+            "sliding_windows": windows if any(w is not None for w in windows) else None,
+            "training_attention": "sdpa" if self.sdpa_for_training else "eager",
+            "decisions": self.decisions(),
+            "warnings": self.surgery_warnings(),
+        }
+
+    def decisions(self) -> list[str]:
+        """One sentence per family specific: what it is and how headsurgeon treats it."""
+        out = []
+        if self.qk_norm_scope == "head_dim":
+            out.append("q/k norms run over head_dim with one weight shared by every head of a layer: "
+                       "frozen, a head's surgery leaves them untouched")
+        if self.qk_norm_scope == "all_heads":
+            out.append("the q/k norms run over all heads of a layer together: re-initialising one head "
+                       "changes every head's normalised query (surgery is not local); the norm weights stay frozen")
+        if any(self.attention_window(l) is not None for l in range(self.num_layers)):
+            out.append("sliding-window layers: BOS mass is the mean over the query rows that can see "
+                       "position 0 (t < window), reported per layer type with the rows counted")
+        if self.attention_softcap() is not None:
+            out.append(f"attention scores are soft-capped at {self.attention_softcap():g}: every statistic is of "
+                       "the capped scores' softmax, as the model computes it")
+        if self.sink_parameter(0) is not None:
+            out.append("a learned sink logit per head absorbs part of each row: BOS and local mass are the "
+                       "weights on real keys, sink mass is reported beside them, entropy counts the sink as "
+                       "one more outcome; surgery keeps the sink logits frozen")
+        if self.alibi_slopes() is not None:
+            out.append("ALiBi: per-head slopes from the library's own code, reported against BOS mass")
+        if not self.sdpa_for_training:
+            out.append("training steps stay on the eager path (transformers refuses SDPA for this family)")
+        return out
 
     def describe(self) -> dict:
         return {
@@ -303,6 +431,7 @@ class FamilyAdapter:
             "num_kv_heads": self.num_kv_heads,
             "head_dim": self.head_dim,
             "hidden_size": self.hidden_size,
+            "attention": self.attention_traits(),
         }
 
 

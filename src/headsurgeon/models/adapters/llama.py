@@ -3,7 +3,11 @@
 ``q_proj`` rows are ``[head0 | head1 | ...]`` (head_dim rows each); ``k_proj``/``v_proj`` rows are
 one block per *KV* head, and query head ``h`` reads KV group ``h // (heads / kv_heads)``.
 ``o_proj`` is an ``nn.Linear`` whose *columns* ``[h*d, (h+1)*d)`` take head ``h``'s output.
-Qwen2 has q/k/v biases; the others usually have none (``attention_bias``).
+Qwen2 has q/k/v biases; the others usually have none (``attention_bias``). Mistral windows every
+layer when ``sliding_window`` is set (see :meth:`FamilyAdapter.attention_window`).
+
+The newer families with the same projection layout (Qwen3, Gemma 2/3, OLMo 2, gpt-oss) subclass
+:class:`LlamaAdapter` and add only what their attention computes differently.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ class LlamaAdapter(FamilyAdapter):
 
     def head_slices(self, layer: int, head: int) -> HeadSlices:
         self.check_head(layer, head)
-        p = f"model.layers.{layer}.self_attn"
+        p = self.path(self.attention_path, layer)
         d, g = self.head_dim, self.kv_group(head)
 
         def bias(name: str, start: int):
@@ -43,3 +47,12 @@ class LlamaAdapter(FamilyAdapter):
         p = f"model.layers.{layer}.mlp"
         # up_proj [intermediate, hidden]: neuron i is row i; down_proj [hidden, intermediate]: column i.
         return NeuronAxes(up=f"{p}.up_proj.weight", up_dim=0, down=f"{p}.down_proj.weight", down_dim=1)
+
+
+class QKNormMixin:
+    """Families with ``q_norm``/``k_norm`` modules inside the attention: their weights belong to
+    no single head, so they are frozen, shared parameters."""
+
+    def shared_parameters(self, layer: int) -> list[str]:
+        p = self.path(self.attention_path, layer)
+        return [f"{p}.q_norm.weight", f"{p}.k_norm.weight"]

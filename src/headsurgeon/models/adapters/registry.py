@@ -8,11 +8,21 @@ from headsurgeon.errors import UnsupportedArchitectureError
 
 from .base import FamilyAdapter
 from .bloom import BloomAdapter
+from .falcon import FalconAdapter
+from .gemma import Gemma2Adapter, Gemma3Adapter
 from .gpt2 import GPT2Adapter
 from .gpt_neox import GPTNeoXAdapter
+from .gpt_oss import GptOssAdapter
 from .llama import LlamaAdapter
+from .mpt import MptAdapter
+from .olmo2 import Olmo2Adapter
+from .phi3 import Phi3Adapter
+from .qwen3 import Qwen3Adapter
 
-ADAPTERS: tuple[type[FamilyAdapter], ...] = (BloomAdapter, LlamaAdapter, GPT2Adapter, GPTNeoXAdapter)
+ADAPTERS: tuple[type[FamilyAdapter], ...] = (
+    BloomAdapter, LlamaAdapter, GPT2Adapter, GPTNeoXAdapter,
+    Qwen3Adapter, Gemma2Adapter, Gemma3Adapter, Olmo2Adapter, Phi3Adapter, GptOssAdapter, FalconAdapter, MptAdapter,
+)
 
 _BY_TYPE = {t: cls for cls in ADAPTERS for t in cls.model_types}
 
