@@ -17,7 +17,7 @@ app = typer.Typer(
 )
 
 #: Subcommand modules; each exposes ``register(app)``.
-SUBCOMMANDS = ("diagnose", "plan", "operate", "compare", "report", "study", "extremes", "toy")
+SUBCOMMANDS = ("diagnose", "plan", "operate", "compare", "report", "study", "extremes", "toy", "lab")
 
 
 @app.callback()

@@ -1,0 +1,76 @@
+"""``headsurgeon lab run|analyze|presets``: thin wrappers over :mod:`headsurgeon.lab`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+lab_app = typer.Typer(
+    help="Train small LMs from scratch that differ only in position encoding (ALiBi, RoPE, NoPE, learned) "
+    "and watch head collapse form, checkpoint by checkpoint.",
+    no_args_is_help=True,
+)
+
+
+def _summary_lines(analysis) -> list[str]:
+    from headsurgeon.lab.report import summary_lines
+
+    return summary_lines(analysis.doc)
+
+
+@lab_app.command("run")
+def run_cmd(
+    preset: str = typer.Option("default", "--preset", "-p", help="Named setting; see `headsurgeon lab presets`."),
+    out: Path = typer.Option(Path("runs/lab/default"), "--out", "-o", help="Lab folder (re-running resumes; finished runs are reused)."),
+    encodings: Optional[str] = typer.Option(None, help="Comma-separated subset of alibi,rope,nope,learned."),
+    seeds: Optional[str] = typer.Option(None, help="Comma-separated seeds, e.g. 0,1,2."),
+    corpus: Optional[str] = typer.Option(None, help="Training text (file, folder, .jsonl, python-docs, fortunes)."),
+    set_: list[str] = typer.Option([], "--set", "-s", help="Override a config field, key=value (repeatable); `lab presets` lists keys."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
+) -> None:
+    """Train and diagnose every (encoding, seed) run; write lab.json and figures."""
+    from headsurgeon.lab import parse_override, preset as get_preset, run_lab
+
+    changes = dict(parse_override(o) for o in set_)
+    for key, raw in (("encodings", encodings), ("seeds", seeds)):
+        if raw is not None:
+            changes[key] = parse_override(f"{key}={raw}")[1]
+    if corpus is not None:
+        changes["corpus"] = corpus
+    cfg = get_preset(preset, **changes)
+    result = run_lab(cfg, out, progress=progress, on_run=lambda r: typer.echo(f"run {r.name}: {r.status}", err=True))
+    typer.echo("\n".join(_summary_lines(result)))
+    typer.echo(f"wrote {out}/ (lab.json, collapse.png, perplexity.png, slopes.png, heatmaps.png, runs/*/model)")
+
+
+@lab_app.command("analyze")
+def analyze_cmd(out: Path = typer.Argument(..., help="A lab folder written by `headsurgeon lab run`.")) -> None:
+    """Re-analyse the runs found in a lab folder (finished or not); rewrite lab.json and figures."""
+    from headsurgeon.errors import HeadsurgeonError
+    from headsurgeon.lab import LabConfig, analyse_lab
+    from headsurgeon.io import read_json_document
+
+    if not (out / "runs").is_dir():
+        raise HeadsurgeonError(f"{out} holds no lab runs (no runs/ folder); pass the --out of `headsurgeon lab run`")
+    cfg_path = out / "lab_config.json"
+    cfg = LabConfig.from_dict(read_json_document(cfg_path, kind="lab_config")["config"]) if cfg_path.is_file() else None
+    result = analyse_lab(out, cfg=cfg)
+    typer.echo("\n".join(_summary_lines(result)))
+
+
+@lab_app.command("presets")
+def presets_cmd() -> None:
+    """List the presets and every config key usable with --set."""
+    from headsurgeon.lab.config import PRESETS, field_help
+
+    for name, (desc, _) in PRESETS.items():
+        typer.echo(f"{name:8s} {desc}")
+    typer.echo("\nkeys for --set key=value:")
+    for key, helptext in field_help().items():
+        typer.echo(f"  {key:20s} {helptext}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(lab_app, name="lab")
