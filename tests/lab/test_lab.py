@@ -22,7 +22,7 @@ def test_every_encoding_is_trained_diagnosed_and_learns(tiny_lab, tiny_cfg):
     for enc in ENCODINGS:
         rec = RunRecord.load(out / "runs" / f"{enc}-s0" / "run.json")
         assert rec.status == "finished"
-        assert [r["step"] for r in rec.rows] == list(tiny_cfg.checkpoint_steps) == [0, 4, 8, 12]
+        assert [r["step"] for r in rec.rows] == list(tiny_cfg.checkpoint_steps) == [0, 6, 12]
         for row in rec.rows:
             assert (out / "runs" / f"{enc}-s0" / "diagnoses" / f"step-{row['step']}.json").is_file()
             assert np.asarray(row["bos_mass"]).shape == (tiny_cfg.layers, tiny_cfg.heads)
@@ -62,7 +62,7 @@ def test_a_killed_run_resumes_to_identical_weights(tiny_cfg, lab_cache, tmp_path
     cfg = tiny_cfg.replace(encodings=("rope",))
     data = build_lab_data(cfg, tmp_path)
     full = train_run("rope", 0, cfg, data, tmp_path / "full", progress=False)
-    train_run("rope", 0, cfg, data, tmp_path / "cut", progress=False, stop_after_step=6)  # last checkpoint: step 4
+    train_run("rope", 0, cfg, data, tmp_path / "cut", progress=False, stop_after_step=9)  # last checkpoint: step 6
     assert RunRecord.load(tmp_path / "cut" / "run.json").status == "running"
     resumed = train_run("rope", 0, cfg, data, tmp_path / "cut", progress=False)
     assert resumed.status == "finished"
@@ -115,3 +115,25 @@ def test_config_errors_are_one_line():
         preset("tiny", hidden=30)
     with pytest.raises(HeadsurgeonError, match="unknown lab preset"):
         preset("huge")
+
+
+def test_every_json_key_is_documented(tiny_lab):
+    """docs/lab.md names every key run.json and lab.json carry (keeps the page honest)."""
+    import re
+    from pathlib import Path
+
+    out, _ = tiny_lab
+    documented = set(re.findall(r"`([a-z_0-9]+)`", (Path(__file__).parents[2] / "docs" / "lab.md").read_text()))
+    run = json.loads((out / "runs" / "alibi-s0" / "run.json").read_text())
+    lab = json.loads((out / "lab.json").read_text())
+    enc = lab["encodings"]["alibi"]
+    groups = {
+        "run.json": run, "architecture": run["architecture"], "parameters": run["architecture"]["parameters"],
+        "timing": run["timing"], "rows[]": run["rows"][-1], "lab.json": lab, "data": lab["data"], "data.corpus": lab["data"]["corpus"],
+        "lab timing": lab["timing"], "runs.<name>": lab["runs"]["lab-alibi-s0"], "slope_relation[]": lab["runs"]["lab-alibi-s0"]["slope_relation"][0],
+        "encodings.<enc>": enc, "series": enc["series"], "slope_relation_over_steps": enc["slope_relation_over_steps"],
+        "end": enc["end"], "pooled": enc["end"]["pooled"], "stats": enc["series"]["heldout_ppl"][0],
+    }
+    for where, obj in groups.items():
+        missing = sorted(k for k in obj if k not in documented and not (where == "lab timing" and k in lab["runs"]))
+        assert not missing, f"{where} keys not documented in docs/lab.md: {missing}"

@@ -92,17 +92,20 @@ def build_model(encoding: str, cfg: LabConfig, tokenizer, *, seed: int, name: st
     return model
 
 
+_EMBEDDING_NAMES = ("word_embeddings.weight", "embed_tokens.weight", "wte.weight", "wpe.weight")
+
+
 def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
-    """Total, trainable, and outside-the-embedding parameter counts (tied weights counted once)."""
-    seen: dict[int, tuple[str, torch.nn.Parameter]] = {}
-    for n, p in model.named_parameters(remove_duplicate=True):
-        seen[id(p)] = (n, p)
-    total = sum(p.numel() for _, p in seen.values())
-    trainable = sum(p.numel() for _, p in seen.values() if p.requires_grad)
-    embedding = sum(p.numel() for n, p in seen.values() if any(k in n for k in ("word_embeddings.weight", "embed_tokens", "wte", "wpe")))
-    return {"total": total, "trainable": trainable, "trainable_outside_embeddings": trainable - sum(
-        p.numel() for n, p in seen.values() if p.requires_grad and any(k in n for k in ("word_embeddings.weight", "embed_tokens", "wte", "wpe"))),
-        "embeddings": embedding}
+    """Parameter counts (tied weights once): ``total``, ``trainable``, ``embeddings`` (token and
+    position tables) and ``trainable_outside_embeddings`` (the blocks, norms and biases)."""
+    params = dict(model.named_parameters())  # named_parameters already drops tied duplicates
+    is_emb = {n: n.endswith(_EMBEDDING_NAMES) for n in params}
+    return {
+        "total": sum(p.numel() for p in params.values()),
+        "trainable": sum(p.numel() for p in params.values() if p.requires_grad),
+        "embeddings": sum(p.numel() for n, p in params.items() if is_emb[n]),
+        "trainable_outside_embeddings": sum(p.numel() for n, p in params.items() if p.requires_grad and not is_emb[n]),
+    }
 
 
 def differences(cfg: LabConfig) -> list[str]:

@@ -165,7 +165,7 @@ PRESETS: dict[str, tuple[str, LabConfig]] = {
     "tiny": (
         "4 encodings x 2 seeds; 2 layers, 4 heads, width 32, 32 tokens, batch 4, 12 steps (seconds; for tests)",
         LabConfig(seeds=(0, 1), vocab_size=300, seq_len=32, layers=2, heads=4, hidden=32, steps=12, batch_size=4, lr=1e-2,
-                  warmup_steps=2, checkpoints=(0, 4, 8, 12), diagnosis_sequences=2, eval_sequences=4, eval_batch_size=4,
+                  warmup_steps=2, checkpoints=(0, 6, 12), diagnosis_sequences=2, eval_sequences=4, eval_batch_size=4,
                   other_corpus=None, heldout_fraction=0.2),
     ),
 }

@@ -65,8 +65,8 @@ def batch_at(data: LabData, cfg: LabConfig, seed: int, step: int) -> torch.Tenso
 
 def train_run(encoding: str, seed: int, cfg: LabConfig, data: LabData, run_dir: Path, *, progress: bool = True,
               stop_after_step: int | None = None) -> RunRecord:
-    """Train (or resume, or reuse) one run; returns its record. ``stop_after_step`` simulates a
-    kill right after that step's checkpoint (tests)."""
+    """Train (or resume, or reuse) one run; returns its record. ``stop_after_step`` stops after
+    training that step, as a kill would (tests): what is on disk is the last checkpoint's state."""
     name = f"lab-{encoding}-s{seed}"
     fp = fingerprint(cfg, encoding, seed, data.info)
     record = RunRecord.open(run_dir, fp, name=name, encoding=encoding, seed=seed, config=cfg)
