@@ -27,3 +27,11 @@ def test_analyze_rewrites_the_summary(tiny_lab, capsys):
     assert run(["lab", "analyze", str(out)]) == 0
     text = capsys.readouterr().out
     assert "alibi: 1 runs (1 finished)" in text and "slope vs BOS rho" in text
+
+
+def test_analyze_markdown_tables(tiny_lab, capsys):
+    out, _ = tiny_lab
+    assert run(["lab", "analyze", str(out), "--markdown"]) == 0
+    text = capsys.readouterr().out
+    assert "| alibi | 1 |" in text  # one seed in the tiny lab
+    assert "| rope (null) |" in text and "held-out PPL step 0" in text

@@ -46,7 +46,10 @@ def run_cmd(
 
 
 @lab_app.command("analyze")
-def analyze_cmd(out: Path = typer.Argument(..., help="A lab folder written by `headsurgeon lab run`.")) -> None:
+def analyze_cmd(
+    out: Path = typer.Argument(..., help="A lab folder written by `headsurgeon lab run`."),
+    markdown: bool = typer.Option(False, help="Print the outcome as Markdown tables instead of the text summary."),
+) -> None:
     """Re-analyse the runs found in a lab folder (finished or not); rewrite lab.json and figures."""
     from headsurgeon.errors import HeadsurgeonError
     from headsurgeon.lab import LabConfig, analyse_lab
@@ -57,7 +60,12 @@ def analyze_cmd(out: Path = typer.Argument(..., help="A lab folder written by `h
     cfg_path = out / "lab_config.json"
     cfg = LabConfig.from_dict(read_json_document(cfg_path, kind="lab_config")["config"]) if cfg_path.is_file() else None
     result = analyse_lab(out, cfg=cfg)
-    typer.echo("\n".join(_summary_lines(result)))
+    if markdown:
+        from headsurgeon.lab.report import markdown_lines
+
+        typer.echo("\n".join(markdown_lines(result.doc)))
+    else:
+        typer.echo("\n".join(_summary_lines(result)))
 
 
 @lab_app.command("presets")

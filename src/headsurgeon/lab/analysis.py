@@ -112,6 +112,7 @@ def _snapshot(group: list[RunRecord], slopes: np.ndarray | None, *, first: bool)
         "step": step,
         "seeds": [r.seed for r in group],
         "collapsed_fraction": _stats([row["collapsed_fraction"] for row in rows]),
+        "mean_bos_mass": _stats([row["mean_bos_mass"] for row in rows]),
         "heldout_ppl": _stats([row.get("heldout_ppl") for row in rows]),
         "other_ppl": _stats([row.get("other_ppl") for row in rows]),
         "bos_mass_by_head_index": bos.mean((0, 1)).round(6).tolist(),

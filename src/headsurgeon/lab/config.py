@@ -162,6 +162,11 @@ PRESETS: dict[str, tuple[str, LabConfig]] = {
         "4 encodings x 3 seeds; 4 layers, 8 heads, width 128, 128 tokens, batch 4, 300 steps, python-docs (~1 h on a shared core)",
         LabConfig(),
     ),
+    "long": (
+        "alibi and nope (GPT-2 blocks, no positions), seed 0; width 64, otherwise as default, 2000 steps, lr 3e-3: does collapse need more steps?",
+        LabConfig(encodings=("alibi", "nope"), seeds=(0,), hidden=64, steps=2000, lr=3e-3, warmup_steps=100,
+                  checkpoints=(0, 50, 100, 250, 500, 750, 1000, 1250, 1500, 1750, 2000)),
+    ),
     "tiny": (
         "4 encodings x 2 seeds; 2 layers, 4 heads, width 32, 32 tokens, batch 4, 12 steps (seconds; for tests)",
         LabConfig(seeds=(0, 1), vocab_size=300, seq_len=32, layers=2, heads=4, hidden=32, steps=12, batch_size=4, lr=1e-2,

@@ -35,3 +35,28 @@ def summary_lines(doc: dict) -> list[str]:
             lines.append("  collapsed heads by head index at the end (layers x seeds): " + " ".join(
                 f"H{h}:{n}" for h, n in enumerate(e["end"]["collapsed_by_head_index"])))
     return lines
+
+
+def markdown_lines(doc: dict) -> list[str]:
+    """The outcome as Markdown tables (for a README): collapse and perplexity over checkpoints,
+    and the slope relation at step 0 and at the end, per encoding (mean [min, max] over seeds)."""
+    encs = doc["encodings"]
+    steps = max((e["steps"] for e in encs.values()), key=len)
+    out = ["| encoding | seeds | " + " | ".join(f"step {s}" for s in steps) + " |", "|---|---|" + "---|" * len(steps)]
+    for enc, e in encs.items():
+        vals = dict(zip(e["steps"], e["series"]["collapsed_fraction"]))
+        out.append(f"| {enc} | {len(e['runs'])} | " + " | ".join(_fmt(vals.get(s), "{:.3f}") for s in steps) + " |")
+    out += ["", "| encoding | end step | held-out PPL step 0 | held-out PPL end | other PPL end | mean BOS mass step 0 | mean BOS mass end |",
+            "|---|---|---|---|---|---|---|"]
+    for enc, e in encs.items():
+        a, b = e["start"], e["end"]
+        out.append(f"| {enc} | {b['step']} | {_fmt(a['heldout_ppl'], '{:.0f}')} | {_fmt(b['heldout_ppl'], '{:.1f}')} | {_fmt(b['other_ppl'], '{:.1f}')} "
+                   f"| {_fmt(a['mean_bos_mass'], '{:.3f}')} | {_fmt(b['mean_bos_mass'], '{:.3f}')} |")
+    out += ["", "| encoding | rho step 0 | rho end | rho per layer, end | rho of change since step 0, end | per layer |", "|---|---|---|---|---|---|"]
+    for enc, e in encs.items():
+        a, b = e["start"].get("pooled"), e["end"].get("pooled")
+        if a and b:
+            out.append(f"| {enc}{'' if enc == 'alibi' else ' (null)'} | {_rho(a['rho_all_heads'])} | {_rho(b['rho_all_heads'])} | "
+                       f"{' '.join(_rho(x) for x in b['rho_per_layer'])} | {_rho(b['rho_change_all_heads'])} | "
+                       f"{' '.join(_rho(x) for x in b['rho_change_per_layer'])} |")
+    return out
