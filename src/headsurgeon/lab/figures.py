@@ -44,12 +44,20 @@ def _series_axes(ax, doc, runs, key, ylabel, *, log=False):
         for steps, vals in _per_seed(runs, enc, key):
             ax.plot(steps, vals, color=c, lw=0.7, alpha=0.45)
         mean = [s["mean"] if s else np.nan for s in e["series"][key]]
-        ax.plot(e["steps"], mean, color=c, lw=2.2, marker="o", ms=3, label=f"{enc} ({len(e['runs'])} seeds)")
+        n = len(e["runs"])
+        ax.plot(e["steps"], mean, color=c, lw=2.2, marker="o", ms=3, label=f"{enc} ({n} seed{'s' if n != 1 else ''})")
     ax.set_xlabel("training step")
     ax.set_ylabel(ylabel)
     if log:
         ax.set_yscale("log")
     ax.grid(alpha=0.3)
+
+
+def _zoom(ax) -> float:
+    """Top of a BOS-mass axis: 1 when something comes near the sink threshold, else zoomed in
+    (small differences must stay visible; the axis label says the scale)."""
+    top = max((max((y for y in line.get_ydata() if np.isfinite(y)), default=0) for line in ax.get_lines()), default=0)
+    return 1.0 if top > 0.4 else max(0.05, 1.25 * top)
 
 
 def collapse_figure(doc, runs, path: Path) -> str:
@@ -58,7 +66,7 @@ def collapse_figure(doc, runs, path: Path) -> str:
     axes[0].set_ylim(-0.02, 1.02)
     axes[0].legend(fontsize=8)
     _series_axes(axes[1], doc, runs, "mean_bos_mass", "mean BOS mass over heads")
-    axes[1].set_ylim(0, 1)
+    axes[1].set_ylim(0, _zoom(axes[1]))
     fig.suptitle("Collapse during training from scratch, per position encoding (thin lines: single seeds)", fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
@@ -93,10 +101,13 @@ def slopes_figure(doc, runs, path: Path) -> str | None:
     ax.set_xticklabels([f"H{h}\n{s:.3g}" for h, s in enumerate(slopes)], fontsize=7)
     ax.set_xlabel("head index / ALiBi slope (steep -> gentle)")
     ax.set_ylabel("BOS mass")
-    ax.axhline(0.5, color="grey", ls=":", lw=1)
-    ax.set_ylim(0, 1)
+    top = _zoom(ax)
+    if top >= 0.5:
+        ax.axhline(0.5, color="grey", ls=":", lw=1)
+    ax.set_ylim(0, top)
     ax.legend(fontsize=8)
-    ax.set_title("ALiBi models: BOS mass per head index (thin: single layers)", fontsize=9)
+    ax.set_title("ALiBi models: BOS mass per head index (thin: single layers)"
+                 + ("" if top >= 0.5 else f"\ny axis zoomed to 0-{top:.2f}: sink threshold 0.5 far above"), fontsize=9)
     ax = axes[1]
     for enc, e in doc["encodings"].items():
         rel = e["slope_relation_over_steps"].get("rho_all_heads")
