@@ -1,6 +1,6 @@
 """The measurement engine against a plain SDPA forward and the old eager capture, on SmolLM2.
 
-    python benchmarks/diagnose_engine.py [--prompts 8] [--tokens 512] [--repeats 3] [--threads 1] [--bf16] [--json F]
+    python benchmarks/diagnose_engine.py [--prompts 8] [--tokens 512] [--repeats 3] [--threads 1] [--bf16] [--variants V,..] [--json F]
     python benchmarks/diagnose_engine.py --long [--long-tokens 8192] [--long-prompts 2] [--json F]
 
 Short mode: the same ``--prompts`` windows of exactly ``--tokens`` tokens (Debian
@@ -142,7 +142,10 @@ def short_mode(args) -> dict:
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_local_dir(None))
     windows, source = token_windows(tokenizer, args.prompts, args.tokens)
-    variants = VARIANTS + (BF16 if args.bf16 else ())
+    variants = tuple(args.variants.split(",")) if args.variants else VARIANTS + (BF16 if args.bf16 else ())
+    unknown = [v for v in variants if v not in RUNNERS]
+    if unknown:
+        raise SystemExit(f"unknown variant(s) {unknown}; choose from {', '.join(RUNNERS)}")
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
         json.dump(windows, fh)
         ids_path = fh.name
@@ -166,15 +169,17 @@ def short_mode(args) -> dict:
     def diff(a, b):
         return {m: float(np.abs(np.array(runs[a][0]["stats"][m]) - np.array(runs[b][0]["stats"][m])).max()) for m in METRICS}
 
-    diffs = {"engine_vs_eager": diff("engine", "eager")}
-    if args.bf16:
+    diffs = {}
+    if "engine" in variants and "eager" in variants:
+        diffs["engine_vs_eager"] = diff("engine", "eager")
+    if "engine" in variants and "engine-bf16" in variants:
         diffs["bf16_vs_fp32"] = diff("engine-bf16", "engine")
     threads = args.threads or torch.get_num_threads()
     print(f"\nSmolLM2-135M-Instruct, {args.prompts} x {args.tokens} tokens ({source}), one batch, torch {torch.__version__}, "
           f"{threads} torch thread(s) on {os.cpu_count()} cores, {args.repeats} run(s) per variant, load average {load[0]:.1f} -> {load[1]:.1f}")
     print(f"| {'variant':<12} | {'wall (s)':>8} | {'CPU (s)':>8} | {'CPU / sdpa':>10} | {'peak (MiB)':>10} | {'peak / sdpa':>11} |")
     for v in variants:
-        floor = summary["sdpa-bf16" if v.endswith("bf16") else "sdpa"]
+        floor = summary.get("sdpa-bf16" if v.endswith("bf16") else "sdpa", summary[v])
         s = summary[v]
         print(f"| {v:<12} | {s['seconds']:>8.1f} | {s['cpu_seconds']:>8.1f} | {s['cpu_seconds'] / floor['cpu_seconds']:>10.2f} | "
               f"{s['peak_increase_mib']:>10.0f} | {s['peak_increase_mib'] / max(floor['peak_increase_mib'], 1e-9):>11.2f} |")
@@ -260,6 +265,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="torch threads per worker (1: CPU time measures work, not spinning)")
     ap.add_argument("--bf16", action="store_true", help="also run the engine and SDPA in bfloat16")
+    ap.add_argument("--variants", default=None, help=f"comma-separated subset of {', '.join(RUNNERS)} (default: engine,sdpa,eager [+ bf16 pair])")
     ap.add_argument("--long", action="store_true", help="run the long-context CLI measurement instead")
     ap.add_argument("--long-tokens", type=int, default=8192)
     ap.add_argument("--long-prompts", type=int, default=2)

@@ -25,6 +25,8 @@ BAD_INPUT = {
     "prompt-too-short": (["--model", "{llama}", "--prompts", "{short}", "--bos", "none"], "at least 2 tokens"),
     "thresholds-out-of-order": (["--model", "{llama}", "--sink-threshold", "0.9", "--dead-threshold", "0.5"], "thresholds out of order"),
     "unwritable-output-dir": (["--model", "{llama}", "--out", "{file}/sub"], "cannot write to output directory"),
+    "unknown-dtype": (["--model", "{llama}", "--dtype", "fp8"], "unknown dtype 'fp8'"),
+    "unknown-device": (["--model", "{llama}", "--device", "tpu"], "unknown device 'tpu'"),
 }
 HAPPY = ["--model", "{llama}", "--prompts", "{good}", "--out", "{tmp}/out"]
 

@@ -181,3 +181,23 @@ def test_bfloat16_differs_from_float32_by_rounding_only(case, tiny_factory):
     for m in fp32:
         assert np.isfinite(bf16[m]).all()
         np.testing.assert_allclose(bf16[m], fp32[m], atol=0.1, err_msg=m)
+
+
+@pytest.mark.parametrize("case", ["llama-gqa", "bloom"])
+def test_one_block_run_on_its_own_is_measured(case, tiny_factory):
+    """A caller that runs decoder blocks itself (a model streamed block by block) names the
+    module to measure; the statistics equal those of the whole model's forward."""
+    loaded = tiny_factory(case)
+    a, model = loaded.adapter, loaded.model
+    ids = torch.tensor([encoded(loaded.tokenizer)[0].ids])
+    lengths = torch.tensor([ids.shape[1]])
+    whole, alone, inputs = {}, {}, {}
+    grab = a.block(1).register_forward_pre_hook(lambda m, args, kwargs: inputs.update(args=args, kwargs=kwargs), with_kwargs=True)
+    with torch.no_grad(), measure_attention(a, lengths, lambda s: whole.__setitem__(s.layer, s.rows)):
+        model(ids, use_cache=False)
+    grab.remove()
+    target = a.attention_module(1) if a.attention_route == "interface" else a.projection_module(1)
+    with torch.no_grad(), measure_attention(a, lengths, lambda s: alone.__setitem__(s.layer, s.rows), layers=[1], modules={1: target}):
+        a.block(1)(*inputs["args"], **inputs["kwargs"])
+    assert list(alone) == [1]
+    assert_rows_close(alone[1], whole[1], torch.ones_like(whole[1].bos, dtype=torch.bool), atol=1e-6)

@@ -114,3 +114,27 @@ def test_unreadable_weights_give_one_line(tmp_path, saved_tiny):
     with pytest.raises(HeadsurgeonError) as info:
         load_model(str(folder), progress=False)
     assert str(folder) in one_line(info)
+
+
+def test_dtype_and_device_names_are_checked_before_loading():
+    import torch
+
+    from headsurgeon.models.loading import parse_device, parse_dtype
+
+    assert parse_dtype("bf16") is torch.bfloat16 and parse_dtype("float16") is torch.float16 and parse_dtype(torch.float32) is torch.float32
+    assert parse_device("cpu") == "cpu" and parse_device("auto") == "auto"
+    for bad in ("fp8", "int8", ""):
+        with pytest.raises(HeadsurgeonError, match="dtype"):
+            parse_dtype(bad)
+    with pytest.raises(HeadsurgeonError, match="unknown device"):
+        parse_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(HeadsurgeonError, match="no usable CUDA GPU"):
+            parse_device("cuda:0")
+
+
+def test_a_model_loads_in_bfloat16(saved_tiny):
+    import torch
+
+    loaded = load_model(str(saved_tiny("llama-gqa")), progress=False, dtype="bf16")
+    assert loaded.dtype is torch.bfloat16 and str(loaded.device) == "cpu"

@@ -67,6 +67,8 @@ class _Session:
     validate: bool
     spot_rows: int
     generator: torch.Generator
+    wanted: frozenset[int] = frozenset()
+    stop_when_done: bool = False
     seen: list[int] = field(default_factory=list)
 
     def received_weights(self, T: int, device) -> torch.Tensor | None:
@@ -84,9 +86,15 @@ class _Session:
                 spot_check(layer, rows, lengths, *inputs, rows_per_batch=self.spot_rows, generator=self.generator)
         self.seen.append(layer)
         self.on_layer(LayerStats(layer=layer, rows=rows, lengths=lengths))
+        if self.stop_when_done and self.wanted <= set(self.seen):
+            raise _AllLayersMeasured
 
 
 _ACTIVE: list[_Session] = []
+
+
+class _AllLayersMeasured(Exception):
+    """Raised after the last wanted layer when the rest of the forward pass is not needed."""
 
 
 def _sdpa(*args, **kwargs):
@@ -193,6 +201,8 @@ def measure_attention(
     validate: bool = True,
     spot_rows: int = 2,
     seed: int = 0,
+    stop_when_done: bool = False,
+    modules: dict[int, torch.nn.Module] | None = None,
 ) -> Iterator[_Session]:
     """Within this context, each forward pass calls ``on_layer`` once per measured layer.
 
@@ -201,7 +211,13 @@ def measure_attention(
     ``received``: also compute attention received per key (chunked route). ``route``: ``"auto"``
     (fused where it applies) or ``"chunked"`` (always explicit scores; the tests use it to cross
     chunk boundaries). ``chunk``: query rows per step on the chunked route. ``validate``: range checks and ``spot_rows`` seeded spot checks
-    per layer. Use :func:`check_all_layers` after the forward to insist that every layer was seen.
+    per layer. ``stop_when_done``: end the forward pass as soon as the last wanted layer is
+    measured (the remaining MLP, final norm and head are not computed; for callers that need
+    nothing else, like the diagnosis; the model's output is then not available). Use
+    :func:`check_all_layers` after the forward to insist that every layer was seen. ``modules``:
+    ``{layer: module}`` to measure in place of the adapter's own (the attention module, or on the
+    projection route the QKV projection), for a caller that builds each decoder block itself,
+    e.g. one streamed from disk.
     """
     if route not in ("auto", "chunked"):
         raise ValueError(f"route must be 'auto' or 'chunked', not {route!r}")
@@ -209,7 +225,7 @@ def measure_attention(
     generator = torch.Generator().manual_seed(seed)
     session = _Session(
         layers={}, lengths=lengths, on_layer=on_layer, received=received, chunked=route == "chunked", chunk=chunk,
-        validate=validate, spot_rows=spot_rows, generator=generator,
+        validate=validate, spot_rows=spot_rows, generator=generator, wanted=frozenset(wanted), stop_when_done=stop_when_done,
     )
     handles = []
     if adapter.attention_route == "interface":
@@ -220,13 +236,16 @@ def measure_attention(
                 f"the model's attention implementation is '{impl}', which the engine cannot measure; "
                 "load it with headsurgeon.load_model (or call adapter.prepare()) to select 'headsurgeon'"
             )
-        session.layers = {id(adapter.attention_module(l)): l for l in wanted}
+        session.layers = {id(modules[l] if modules else adapter.attention_module(l)): l for l in wanted}
     else:
         for layer in wanted:
-            handles.append(adapter.projection_module(layer).register_forward_hook(_projection_hook(adapter, session, layer)))
+            module = modules[layer] if modules else adapter.projection_module(layer)
+            handles.append(module.register_forward_hook(_projection_hook(adapter, session, layer)))
     _ACTIVE.append(session)
     try:
         yield session
+    except _AllLayersMeasured:
+        pass  # the pass was cut short on purpose: every wanted layer is measured
     finally:
         _ACTIVE.remove(session)
         for h in handles:

@@ -13,12 +13,13 @@ adds: mask, ALiBi bias, soft-cap), with ``L_t = logsumexp_j s_tj`` and ``p_tj = 
 
 Three ways to get them, all returning the same :class:`RowStats`:
 
-* :func:`fused_row_stats` — one call of PyTorch's CPU flash-attention kernel, which returns
-  ``L_t`` next to the output. ``sum_j p_tj s_tj = scale * q_t . (sum_j p_tj k_j)`` is attention
-  with K as the values, so K is concatenated to V and both come out of the same call; the kernel
-  wants one head size for Q, K and V, so Q and K are zero-padded to that size (exact: the extra
-  dimensions add ``0`` to every dot product, and ``scale`` is passed explicitly). The layer's
-  output is the V part of that same call. Nothing of size T x T exists.
+* :func:`fused_row_stats` — one call of PyTorch's CPU flash-attention kernel per sequence, which
+  returns ``L_t`` next to the output. ``sum_j p_tj s_tj = scale * q_t . (sum_j p_tj k_j)`` is
+  attention with K as the values, so K is concatenated to V and both come out of the same call;
+  the kernel wants one head size for Q, K and V, so the queries are zero-padded to it and
+  ``[k | v]`` serves as keys *and* values (exact: the zero half of the queries adds ``0`` to
+  every dot product, and ``scale`` is passed explicitly). The layer's output is the V part of
+  that same call. Nothing of size T x T exists.
 * :func:`chunked_row_stats` — explicit scores for ``chunk`` query rows at a time (memory
   ``O(chunk x T)``): any score modification (soft-capping, ALiBi, float masks), any device, and
   the only route to attention received per key.
@@ -92,38 +93,55 @@ def fused_row_stats(
     scale: float,
     mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, RowStats]:
-    """Attention output ``[B, H, T, dv]`` and :class:`RowStats` from one CPU flash-kernel call.
+    """Attention output ``[B, H, T, dv]`` and :class:`RowStats` from the CPU flash kernel.
 
     ``query [B, H, T, d]``, ``key``/``value [B, kv_heads, T, d|dv]`` (grouped-query attention is
     expanded here). ``mask``: ``None`` for plain causal attention, or a boolean keep-mask /
     0-or-minimum float mask broadcastable to ``[B, H, T, T]`` (padding, sliding windows). A mask
     with other finite values (a positional bias) is not this route's business: use
     :func:`chunked_row_stats`.
+
+    One kernel call per sequence, with keys and values both ``[k | v]`` and queries ``[q | 0]``:
+    the zero half of the queries makes every score ``q . k`` exactly, and the output is
+    ``[sum_j p_tj k_j | sum_j p_tj v_j]``, the expected key and the layer's output at once. One
+    sequence at a time keeps the temporaries small (about a tenth of an SDPA forward's
+    activations for SmolLM2 at 8 x 512) and, on CPU, runs faster than one call on the batch.
+    The output is returned as a transposed view of a ``[B, T, H, dv]`` tensor, the layout the
+    attention interface hands back.
     """
-    H, d, dv = query.shape[1], query.shape[-1], value.shape[-1]
-    k = repeat_kv(key, H)
-    v = repeat_kv(value, H)
-    width = d + dv
-    qp = F.pad(query, (0, width - d))  # zero-padding Q and K leaves every q . k unchanged
-    kp = F.pad(k, (0, width - d))
-    vk = torch.cat([v, k], dim=-1)  # values [v | k]: the output carries sum_j p_tj k_j too
+    B, H, T, d = query.shape
+    KV, dv = key.shape[1], value.shape[-1]
+    n, width = H // KV, d + dv
     float_mask = additive_mask(mask, query.dtype)
-    out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
-        qp, kp, vk, 0.0, float_mask is None, attn_mask=float_mask, scale=scale
-    )
-    lse = lse.float()  # [B, H, T]
-    k_bar = out[..., dv:].float()
-    expected_score = scale * (query.float() * k_bar).sum(-1)  # sum_j p_tj s_tj (mask adds 0 where p > 0)
-    T = query.shape[-2]
-    first = scale * (query.float() @ k[..., 0, :].float().unsqueeze(-1)).squeeze(-1)  # s_t0
-    m0 = None if float_mask is None else float_mask[..., :, 0].float()
-    bos = torch.exp(first + (0 if m0 is None else m0) - lse)
-    local = torch.zeros_like(lse)
-    for offset in range(min(LOCAL_WIDTH, T)):
-        s = _diagonal_scores(query, k, scale, offset)
-        m = _mask_at(float_mask, offset, T)
-        local += torch.exp(s + (0 if m is None else m) - lse)
-    return out[..., :dv], RowStats(bos=bos, entropy=lse - expected_score, local=local)
+    out = torch.empty(B, T, H, dv, dtype=query.dtype, device=query.device)
+    bos = torch.empty(B, H, T, dtype=torch.float32, device=query.device)
+    entropy, local = torch.empty_like(bos), torch.empty_like(bos)
+    for b in range(B):
+        q = query[b : b + 1]
+        qp = q.new_zeros(1, H, T, width)
+        qp[..., :d] = q
+        kv = q.new_empty(1, KV, n, T, width)  # query head h reads KV head h // n (grouped-query attention)
+        kv[..., :d] = key[b : b + 1, :, None]
+        kv[..., d:] = value[b : b + 1, :, None]
+        kv = kv.view(1, H, T, width)
+        m = None if float_mask is None else float_mask[b : b + 1] if float_mask.shape[0] > 1 else float_mask
+        o, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(qp, kv, kv, 0.0, m is None, attn_mask=m, scale=scale)
+        out[b] = o[0, :, :, d:].transpose(0, 1)
+        lse = lse.float()  # [1, H, T]
+        k = kv[..., :d]
+        qf = q.float()
+        expected_score = scale * (qf * o[..., :d].float()).sum(-1)  # sum_j p_tj s_tj (the mask adds 0 where p > 0)
+        first = scale * (qf @ k[..., 0, :].float().unsqueeze(-1)).squeeze(-1)  # s_t0
+        m0 = 0 if m is None else m[..., :, 0].float()
+        bos[b] = torch.exp(first + m0 - lse)[0]
+        entropy[b] = (lse - expected_score)[0]
+        band = torch.zeros_like(lse)
+        for offset in range(min(LOCAL_WIDTH, T)):
+            diag = _diagonal_scores(q, k, scale, offset)
+            md = _mask_at(m, offset, T)
+            band += torch.exp(diag + (0 if md is None else md) - lse)
+        local[b] = band[0]
+    return out.transpose(1, 2), RowStats(bos=bos, entropy=entropy, local=local)
 
 
 def _scores(

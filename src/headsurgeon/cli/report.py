@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from .display import console
+from .model_options import device_option, dtype_option
 
 
 def register(app: typer.Typer) -> None:
@@ -32,6 +33,8 @@ def register(app: typer.Typer) -> None:
         reuse: bool = typer.Option(True, help="Reuse generations / dormancy / ablation cached in RUN_DIR/evaluation when settings match."),
         study: Optional[Path] = typer.Option(None, "--study", help="Add the verdicts and figures of a `headsurgeon study` folder as a section."),
         progress: bool = typer.Option(True, help="Show progress bars."),
+        device: str = device_option(),
+        dtype: str = dtype_option(),
     ) -> None:
         """Write report.html (figures embedded, opens offline) and report.json with every number in it."""
         from headsurgeon.prompts import read_prompt_file
@@ -42,7 +45,7 @@ def register(app: typer.Typer) -> None:
             stock_model=stock_model, generation_prompts=tuple(p.text for p in read_prompt_file(prompts)) if prompts else None,
             seed=seed, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, ablation_sequences=ablation_sequences,
             ablation_per_group=ablation_heads, drift_threshold=drift_threshold, reuse=reuse,
-            study=str(study) if study else None,
+            study=str(study) if study else None, dtype=dtype, device=device,
         )
         report = build_report(run_dir, out=out, options=opts, progress=progress)
         d = report.data

@@ -64,8 +64,9 @@ def collect_head_stats(
 
     Each layer's statistics are computed inside its attention call by the measurement engine
     (:mod:`headsurgeon.capture.engine`): no T x T map is held, at any depth or length. Only the
-    last position's logits are asked for: the full ``[batch, T, vocab]`` logits are never used
-    here and were the largest allocation of the pass (805 MB for SmolLM2 at 8 x 512 tokens).
+    last position's logits are asked for (the full ``[batch, T, vocab]`` logits were the largest
+    allocation of the pass: 805 MB for SmolLM2 at 8 x 512 tokens), and the pass ends as soon as
+    the last layer's attention is measured (its MLP, the final norm and the head are not needed).
     ``route``/``chunk``: see :func:`headsurgeon.capture.measure_attention` (``"chunked"`` forces
     explicit scores in chunks of ``chunk`` query rows).
     """
@@ -82,7 +83,7 @@ def collect_head_stats(
         for batch in batches(encoded, batch_size=batch_size, pad_id=pad_id):
             lengths = batch.lengths.to(device)
             on_layer = layer_recorder(out, batch.indices, include_first_query=include_first_query, adapter=adapter)
-            with measure_attention(adapter, lengths, on_layer, route=route, chunk=chunk) as session:
+            with measure_attention(adapter, lengths, on_layer, route=route, chunk=chunk, stop_when_done=True) as session:
                 model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device), use_cache=False, **extra)
             check_all_layers(session, range(L))
             bar.update(len(batch.indices))

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from headsurgeon.errors import HeadsurgeonError
+from headsurgeon.models import load_model
 
 #: Short openings across the diagnosis domains (prose, code, technical, narrative, explanation).
 DEFAULT_GENERATION_PROMPTS = (
@@ -63,20 +64,6 @@ class Generations:
                    settings=GenerationSettings(**doc["settings"]), seconds=doc.get("seconds", 0.0))
 
 
-def _load_plain(folder: str | Path, progress: bool):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from headsurgeon.models.loading import _transformers_progress
-
-    folder = Path(folder)
-    if not (folder / "config.json").is_file():
-        raise HeadsurgeonError(f"{folder} is not a save_pretrained model folder (no config.json); pass a checkpoint folder")
-    with _transformers_progress(progress):
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-    tok = AutoTokenizer.from_pretrained(folder)
-    return model, tok
-
-
 @torch.no_grad()
 def generate_side_by_side(
     checkpoints: dict[str, str | Path],
@@ -84,8 +71,11 @@ def generate_side_by_side(
     *,
     settings: GenerationSettings | None = None,
     progress: bool = True,
+    dtype: str = "fp32",
+    device: str = "cpu",
 ) -> Generations:
-    """Sample a completion of every prompt from every checkpoint (``label -> model folder``)."""
+    """Sample a completion of every prompt from every checkpoint (``label -> model folder``),
+    each loaded by :func:`headsurgeon.load_model` with ``dtype`` and ``device``."""
     import time
 
     from tqdm.auto import tqdm
@@ -99,11 +89,15 @@ def generate_side_by_side(
     start = time.perf_counter()
     bar = tqdm(total=len(prompts) * len(checkpoints), desc="generating", unit="text", disable=not progress, leave=False)
     for label, folder in checkpoints.items():
-        model, tok = _load_plain(folder, progress)
+        folder = Path(folder)
+        if not (folder / "config.json").is_file():
+            raise HeadsurgeonError(f"{folder} is not a save_pretrained model folder (no config.json); pass a checkpoint folder")
+        loaded = load_model(str(folder), progress=progress, dtype=dtype, device=device)
+        model, tok = loaded.model, loaded.tokenizer
         eos = tok.eos_token_id
         pad = tok.pad_token_id if tok.pad_token_id is not None else eos
         tok.padding_side = "left"  # decoder-only: new tokens must follow every prompt directly
-        enc = tok(prompts, return_tensors="pt", padding=True)
+        enc = tok(prompts, return_tensors="pt", padding=True).to(loaded.device)
         torch.manual_seed(settings.seed)
         out = model.generate(**enc, do_sample=True, temperature=settings.temperature, top_p=settings.top_p,
                              max_new_tokens=settings.max_new_tokens, pad_token_id=pad)

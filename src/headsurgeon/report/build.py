@@ -47,6 +47,8 @@ class ReportOptions:
     drift_threshold: float = 0.05
     reuse: bool = True  # reuse pieces cached in RUN/evaluation/ when their settings match
     study: str | None = None  # a `headsurgeon study` folder (or its study.json) to add as a section
+    dtype: str = "fp32"  # fp32 | bf16 | fp16 for the model-loading pieces
+    device: str = "cpu"  # cpu | cuda[:N] | mps | auto, for the model-loading pieces
 
 
 @dataclass
@@ -133,14 +135,17 @@ def build_report(
                 raise
             return {"skipped": f"failed: {exc}"}
 
+    placement = {"dtype": opts.dtype, "device": opts.device}
     gen_settings = GenerationSettings(seed=opts.seed, temperature=opts.temperature, top_p=opts.top_p, max_new_tokens=opts.max_new_tokens)
     prompts = list(opts.generation_prompts) if opts.generation_prompts else None
     generations = piece(opts.generations, "generations",
-                        lambda: pieces.generations_piece(run, models, prompts, gen_settings, reuse=opts.reuse, progress=progress))
-    dormancy = piece(opts.dormancy, "dormancy", lambda: pieces.dormancy_piece(run, models, opts.dormancy_threshold, reuse=opts.reuse))
+                        lambda: pieces.generations_piece(run, models, prompts, gen_settings, reuse=opts.reuse, progress=progress,
+                                                                  placement=placement))
+    dormancy = piece(opts.dormancy, "dormancy", lambda: pieces.dormancy_piece(run, models, opts.dormancy_threshold, reuse=opts.reuse,
+                                                                                        placement=placement))
     ablation = piece(opts.ablation, "ablation",
                      lambda: pieces.ablation_piece(run, pair, sequences=opts.ablation_sequences, per_group=opts.ablation_per_group,
-                                                   reuse=opts.reuse, progress=progress))
+                                                   reuse=opts.reuse, progress=progress, placement=placement))
     if opts.ablation and stock is None and "skipped" not in ablation:
         notes.append("head ablation shows the repaired model only (no stock model to compare with)")
 

@@ -86,21 +86,31 @@ def _key(run: RunRecord, models: dict[str, Path], **settings) -> dict:
 
 
 def generations_piece(run: RunRecord, models: dict[str, Path], prompts: list[str] | None, settings: GenerationSettings,
-                      *, reuse: bool, progress: bool) -> dict:
-    key = _key(run, models, prompts=prompts, settings=settings.__dict__)
+                      *, reuse: bool, progress: bool, placement: dict | None = None) -> dict:
+    placement = placement or DEFAULT_PLACEMENT
+    key = _key(run, models, prompts=prompts, settings=settings.__dict__, **_placement_key(placement))
     return cached(run, "generations", key, reuse,
-                  lambda: generate_side_by_side(models, prompts, settings=settings, progress=progress).to_dict())
+                  lambda: generate_side_by_side(models, prompts, settings=settings, progress=progress, **placement).to_dict())
 
 
-def _load(folder: Path) -> LoadedModel:
-    return load_model(str(folder), progress=False)
+#: Where and in which dtype report pieces run their models (``ReportOptions.device`` / ``.dtype``).
+DEFAULT_PLACEMENT = {"dtype": "fp32", "device": "cpu"}
 
 
-def dormancy_piece(run: RunRecord, models: dict[str, Path], threshold: float, *, reuse: bool) -> dict:
+def _placement_key(placement: dict) -> dict:
+    """Cache-key entries: the default placement adds none, so caches made before the option stay valid."""
+    return {} if placement == DEFAULT_PLACEMENT else {"placement": dict(placement)}
+
+
+def _load(folder: Path, placement: dict | None = None) -> LoadedModel:
+    return load_model(str(folder), progress=False, **(placement or DEFAULT_PLACEMENT))
+
+
+def dormancy_piece(run: RunRecord, models: dict[str, Path], threshold: float, *, reuse: bool, placement: dict | None = None) -> dict:
     def compute() -> dict:
-        return compare_dormancy({label: mlp_dormancy(_load(folder), threshold=threshold) for label, folder in models.items()})
+        return compare_dormancy({label: mlp_dormancy(_load(folder, placement), threshold=threshold) for label, folder in models.items()})
 
-    return cached(run, "dormancy", _key(run, models, threshold=threshold), reuse, compute)
+    return cached(run, "dormancy", _key(run, models, threshold=threshold, **_placement_key(placement or DEFAULT_PLACEMENT)), reuse, compute)
 
 
 def heldout_sequences(run: RunRecord, tokenizer, n: int):
@@ -114,13 +124,15 @@ def heldout_sequences(run: RunRecord, tokenizer, n: int):
     return spread_rows(rows, n), "heldout" if len(corpus.heldout) else "train", same
 
 
-def ablation_piece(run: RunRecord, models: dict[str, Path], *, sequences: int, per_group: int, reuse: bool, progress: bool) -> dict:
+def ablation_piece(run: RunRecord, models: dict[str, Path], *, sequences: int, per_group: int, reuse: bool, progress: bool,
+                   placement: dict | None = None) -> dict:
     def compute() -> dict:
-        loaded = {label: _load(folder) for label, folder in models.items()}
+        loaded = {label: _load(folder, placement) for label, folder in models.items()}
         seqs, split, same = heldout_sequences(run, next(iter(loaded.values())).tokenizer, sequences)
         groups = ablation_groups(run.stock_point().diagnosis, run.plan.targets)
         res = ablation_before_after(loaded, groups, seqs, per_group=per_group, progress=progress)
         res["settings"].update(split=split, corpus_matches_run=same)
         return res
 
-    return cached(run, "ablation", _key(run, models, sequences=sequences, per_group=per_group), reuse, compute)
+    return cached(run, "ablation", _key(run, models, sequences=sequences, per_group=per_group, **_placement_key(placement or DEFAULT_PLACEMENT)),
+                  reuse, compute)
