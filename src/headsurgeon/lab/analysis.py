@@ -93,12 +93,14 @@ def analyse_runs(runs: list[RunRecord]) -> dict:
                             for s in steps]
         encodings[enc] = {"runs": [r.name for r in group], "finished": sum(r.status == "finished" for r in group),
                           "steps": steps, "series": series, "slope_relation_over_steps": rel,
-                          "start": _snapshot(group, slopes_arr, first=True), "end": _snapshot(group, slopes_arr, first=False)}
+                          "start": _snapshot(group, slopes_arr, first=True),
+                          "end": _snapshot([r for r in group if r.status == "finished"] or group, slopes_arr, first=False)}
     return {"slopes": slopes, "encodings": encodings, "runs": per_run}
 
 
 def _snapshot(group: list[RunRecord], slopes: np.ndarray | None, *, first: bool) -> dict:
-    """Step 0 (``first``) or the last checkpoint *common to the group's runs*: per head index
+    """Step 0 (``first``) or the last checkpoint *common to the group's runs* (the caller passes
+    only the finished runs for the end, when there are any): per head index
     BOS mass and collapse counts pooled over layers and seeds, and the slope relation pooled
     over seeds (every head of every seed one point)."""
     if not group:
