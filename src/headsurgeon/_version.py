@@ -1,6 +1,27 @@
-"""Package and JSON-schema versions (bumped by hand when a result layout changes)."""
+"""Package and JSON-document versions (bumped by hand when a result layout changes)."""
 
 __version__ = "0.1.0"
 
-#: Version of every JSON document headsurgeon writes. Readers refuse a different major version.
-SCHEMA_VERSION = "1.0"
+#: Version of each kind of JSON document headsurgeon writes (the ``schema_version`` of its
+#: envelope). Readers refuse a document whose major version differs from the one listed here.
+DOCUMENT_VERSIONS: dict[str, str] = {
+    "diagnosis": "1.0",
+    "plan": "1.0",
+    "comparison": "1.0",
+    "report": "1.0",
+    "extremes": "1.0",
+    "study": "1.0",
+    "study_stock_reference": "1.0",
+    "study_run_measures": "1.0",
+    "toy_run": "1.0",
+    "toy_compare": "1.0",
+    "report_piece": "1.0",  # RUN/evaluation/<piece>.json, the report's cached model-loading results
+    "model_record": "1.0",  # headsurgeon-surgery.json beside a saved model
+    "training_state": "1.0",  # state.json of a checkpoint generation
+    # 2.0: typed manifest with the input weights' digest; checksummed, pickle-free checkpoints.
+    "surgery_run": "2.0",
+    "lora_run": "2.0",
+}
+
+#: The diagnosis layout's version (kept under its old name for readers of ``headsurgeon.SCHEMA_VERSION``).
+SCHEMA_VERSION = DOCUMENT_VERSIONS["diagnosis"]

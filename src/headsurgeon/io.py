@@ -1,4 +1,10 @@
-"""Small I/O helpers shared by every writer: atomic writes, versioned-JSON reading, output folders."""
+"""Small I/O helpers shared by every writer: atomic writes, the JSON document envelope, output folders.
+
+Every JSON document headsurgeon writes goes through :func:`write_document`, which puts the same
+envelope on it: ``schema_version`` (the version of *that kind* of document, from
+``DOCUMENT_VERSIONS``), ``package_version``, ``kind`` and ``created``. :func:`read_document`
+checks the kind and the major version before anyone looks inside.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from headsurgeon._version import SCHEMA_VERSION
+from headsurgeon._version import DOCUMENT_VERSIONS, __version__
 from headsurgeon.errors import HeadsurgeonError
 
 
@@ -46,8 +52,21 @@ def write_json(path: str | Path, doc: dict) -> Path:
     return Path(path)
 
 
-def read_json_document(path: str | Path, *, kind: str | None = None) -> dict:
-    """Read a headsurgeon JSON document, checking it exists, parses and has a compatible schema."""
+def envelope(kind: str, *, created: str | None = None) -> dict:
+    """The keys every document starts with."""
+    if kind not in DOCUMENT_VERSIONS:
+        raise ValueError(f"no version registered for document kind {kind!r}")
+    return {"schema_version": DOCUMENT_VERSIONS[kind], "package_version": __version__, "kind": kind, "created": created or now_iso()}
+
+
+def write_document(path: str | Path, kind: str, body: dict) -> Path:
+    """Write ``body`` atomically under the envelope of ``kind`` (a ``created`` in ``body`` is kept)."""
+    head = envelope(kind, created=body.get("created"))
+    return write_json(path, {**head, **{k: v for k, v in body.items() if k not in head}})
+
+
+def read_document(path: str | Path, *, kind: str | tuple[str, ...]) -> dict:
+    """Read a headsurgeon JSON document, checking it exists, parses, is of ``kind`` and of a readable version."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise HeadsurgeonError(f"{p} does not exist; pass the JSON file headsurgeon wrote")
@@ -55,11 +74,16 @@ def read_json_document(path: str | Path, *, kind: str | None = None) -> dict:
         doc = json.loads(p.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise HeadsurgeonError(f"{p} is not valid JSON; pass a file headsurgeon wrote") from None
-    version = str(doc.get("schema_version", ""))
-    if version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
-        raise HeadsurgeonError(f"{p} has schema version '{version}', this headsurgeon reads {SCHEMA_VERSION}; regenerate it")
-    if kind and doc.get("kind") != kind:
-        raise HeadsurgeonError(f"{p} is a '{doc.get('kind')}' document, expected '{kind}'")
+    if not isinstance(doc, dict):
+        raise HeadsurgeonError(f"{p} is not a headsurgeon document (no JSON object); pass a file headsurgeon wrote")
+    kinds = (kind,) if isinstance(kind, str) else tuple(kind)
+    found = doc.get("kind")
+    if found not in kinds:
+        wanted = "' or '".join(kinds)
+        raise HeadsurgeonError(f"{p} is a '{found}' document, expected '{wanted}'")
+    version, expected = str(doc.get("schema_version", "")), DOCUMENT_VERSIONS[found]
+    if version.split(".")[0] != expected.split(".")[0]:
+        raise HeadsurgeonError(f"{p} has {found} schema version '{version}', this headsurgeon reads {expected}; regenerate it")
     return doc
 
 

@@ -69,3 +69,17 @@ def test_lora_run_trains_only_lora_and_resumes_to_the_same_weights(study_corpus,
     assert (tmp_path / "cut" / "manifest.json").stat().st_mtime_ns == stamp
     with pytest.raises(HeadsurgeonError, match="different LoRA run"):
         train_lora(tiny_lm(), PLAN, out_dir=tmp_path / "cut", config=cfg.with_(lr=0.5), progress=False)
+
+
+def test_a_lora_run_folder_opens_in_compare_and_report_readers(study_corpus, tmp_path):
+    """The LoRA arm writes the same manifest type as operate: the run readers open it."""
+    from headsurgeon.evaluation import compare, load_run, perplexity_trajectory
+
+    cfg = preset("tiny").with_(corpus=str(study_corpus), max_steps=4, eval_every=2)
+    res = train_lora(tiny_lm(), PLAN, out_dir=tmp_path / "lora", config=cfg, progress=False)
+    run = load_run(res.run_dir)
+    assert run.manifest["kind"] == "lora_run" and [p.step for p in run.eval_points()] == [0, 2, 4]
+    c = compare(res.run_dir)
+    assert c.labels[0] == "stock" and len(c.labels) == 4
+    assert perplexity_trajectory(run.manifest)["points"]
+    assert res.manifest["best"]["path"].startswith("adapter/")

@@ -9,7 +9,7 @@ def test_smollm2_arms_and_matched_lora():
     from headsurgeon.diagnosis import diagnose_encoded
     from headsurgeon.models import load_model
     from headsurgeon.studies import LoraPieces, StudySettings, arm_plans, matched_sizing
-    from headsurgeon.studies.data import diagnosis_prompts
+    from headsurgeon.surgery.data import diagnosis_prompts
 
     lm = load_model(None, progress=False)
     diag = diagnose_encoded(lm, diagnosis_prompts(lm)[:4], batch_size=4, progress=False)

@@ -94,9 +94,8 @@ def test_resume_reuses_every_finished_run(study, study_corpus, monkeypatch):
     def no_training(*a, **k):
         raise AssertionError("a finished run was trained again")
 
-    # the module, not the function `operate` that headsurgeon.surgery re-exports under the same name
-    monkeypatch.setattr(sys.modules["headsurgeon.surgery.operate"], "train_loop", no_training)
-    monkeypatch.setattr(sys.modules["headsurgeon.studies.lora_run"], "train_loop", no_training)
+    # surgery and LoRA arms both train through the one run skeleton
+    monkeypatch.setattr(sys.modules["headsurgeon.surgery.training_run"], "train_loop", no_training)
     again = run_study(tiny_lm, out_dir=out, settings=_settings(study_corpus), progress=False, figures=False)
     assert not again.timing["trained_now"] and len(again.timing["reused"]) == 5 * len(SEEDS)
     assert [r["scalars"] for r in again.runs] == [r["scalars"] for r in st.runs]
@@ -107,7 +106,7 @@ def test_html_section_is_a_self_contained_fragment(study):
     st, _ = study
     html = study_html_section(st)
     assert html.startswith("<section") and html.rstrip().endswith("</section>") and "<html" not in html
-    assert "<style>" in html and html.count("<img") == 2 and "src='data:image/png;base64," in html
+    assert "<style>" in html and html.count("<img") == 2 and 'src="data:image/png;base64,' in html
     assert "inconclusive" in html or "holds" in html or "reversed" in html
     # each verdict's own cell (the explanatory note below the table mentions all three words anyway)
     for v in st.verdicts:

@@ -4,11 +4,13 @@ Launched with ``torchrun`` on this CPU: accelerate's CPU data-parallel mode (glo
 same code path a multi-GPU ``accelerate launch`` does (wrapped model, gradient all-reduce,
 ``no_sync`` during accumulation, only the main process writes). Two processes with 2
 accumulation steps consume the same 4 micro-batches per optimizer step as one process with 4,
-so the final weights must agree up to float summation order.
+so the final weights must agree up to float summation order. The study's LoRA arm runs on the
+same skeleton and must agree the same way (its gradients are all-reduced too).
 """
 
 import json
 import os
+from pathlib import Path
 import subprocess
 import sys
 
@@ -43,5 +45,31 @@ def test_two_processes_match_one_process_with_twice_the_accumulation(text_corpus
     a = load_file(str(tmp_path / "ddp" / "models" / "final" / "model.safetensors"))
     b = load_file(str(tmp_path / "single" / "models" / "final" / "model.safetensors"))
     assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-5)
+
+
+def test_lora_two_processes_match_one_process_with_twice_the_accumulation(text_corpus, tmp_path):
+    model, tok = tiny_model_and_tokenizer("llama", seed=0)
+    model.save_pretrained(tmp_path / "tiny")
+    tok.save_pretrained(tmp_path / "tiny")
+    plan = tmp_path / "plan.json"
+    SurgeryPlan(model={}, targets=[HeadRef(0, 1), HeadRef(1, 2)]).save(plan)
+    worker = str(Path(__file__).with_name("lora_worker.py"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = [str(tmp_path / "tiny"), str(plan), str(text_corpus)]
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29518",
+                           worker, *args, str(tmp_path / "ddp"), "2"], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = subprocess.run([sys.executable, worker, *args, str(tmp_path / "single"), "4"], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ddp = json.loads((tmp_path / "ddp" / "manifest.json").read_text())
+    single = json.loads((tmp_path / "single" / "manifest.json").read_text())
+    assert ddp["kind"] == "lora_run" and ddp["outcome"]["tokens"] == single["outcome"]["tokens"]
+    a = load_file(str(tmp_path / "ddp" / "adapter" / "final.safetensors"))
+    b = load_file(str(tmp_path / "single" / "adapter" / "final.safetensors"))
+    assert a.keys() == b.keys()
+    moved = [k for k in a if "lora_B" in k and a[k].abs().sum() > 0]
+    assert moved  # training happened (B starts at 0)
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-5)

@@ -11,7 +11,7 @@ from headsurgeon.models import wrap_model
 from headsurgeon.models.adapters import HeadRef
 from headsurgeon.models.tiny import tiny_model_and_tokenizer
 from headsurgeon.surgery import SurgeryConfig, SurgeryPlan, SurgeryResult, operate, preset, verify_model_dir
-from headsurgeon.surgery.checkpoint import latest_training_state
+from headsurgeon.surgery.checkpoint import generations
 
 PLAN = SurgeryPlan(model={}, targets=[HeadRef(0, 1), HeadRef(1, 2)])
 
@@ -49,7 +49,7 @@ def test_killed_run_resumes_to_identical_weights(text_corpus, tmp_path):
     full = operate(_lm(seed=5), PLAN, out_dir=tmp_path / "full", config=cfg, progress=False)
     with pytest.raises(KeyboardInterrupt):
         operate(_lm(seed=5), PLAN, out_dir=tmp_path / "cut", config=cfg, progress=False, stop_after_step=7)
-    assert json.loads((tmp_path / "cut" / "checkpoints" / "latest.json").read_text())["step"] == 6
+    assert [g.name for g in generations(tmp_path / "cut" / "checkpoints")] == ["step-000006", "step-000003"]
     resumed = operate(_lm(seed=5), PLAN, out_dir=tmp_path / "cut", config=cfg, progress=False)
     assert resumed.manifest["resumed"] == [{"from_step": 6}]
     a = AutoModelForCausalLM.from_pretrained(tmp_path / "full" / "models" / "final").state_dict()
@@ -98,8 +98,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(text_corpus, tmp_path):
         operate(lm, PLAN, out_dir=tmp_path / "run", config=_cfg(text_corpus), progress=False)
     m = SurgeryResult.load(tmp_path / "run").manifest
     assert m["status"].startswith("stopped")
-    last = latest_training_state(tmp_path / "run")
-    assert last is not None and last.name == "step-000004"
+    assert generations(tmp_path / "run" / "checkpoints")[0].name == "step-000004"
 
 
 def test_bf16_and_gradient_checkpointing_still_train_the_slices(text_corpus, tmp_path):

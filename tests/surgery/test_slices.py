@@ -8,7 +8,7 @@ from headsurgeon.models import wrap_model
 from headsurgeon.models.adapters import HeadRef
 from headsurgeon.models.tiny import tiny_model_and_tokenizer
 from headsurgeon.surgery import SurgeryPlan, SurgicalSlices
-from headsurgeon.surgery.invariant import compare, frozen_hashes
+from headsurgeon.surgery.invariant import compare_hashes, frozen_hashes
 
 FAMILIES = ["bloom", "llama", "qwen2", "gpt2", "gpt_neox"]
 
@@ -77,7 +77,7 @@ def test_only_surgical_regions_change_and_merge_is_plain(family):
     slices.merge()
     after = lm.model.state_dict()
     assert set(after) == set(before)  # plain parameter names again
-    report = compare(frozen_hashes(before, regions), frozen_hashes(after, regions))
+    report = compare_hashes(frozen_hashes(before, regions), frozen_hashes(after, regions))
     assert report["held"], report
     # ... and the regions did move: Q/K/V away from the old weights, output columns away from zero.
     for r in slices.regions:
@@ -92,11 +92,11 @@ def test_invariant_check_detects_a_single_changed_element():
     ref = frozen_hashes(state, regions)
     region = regions[0]
     region.view(state[region.param]).add_(1.0)  # inside a region: allowed
-    assert compare(ref, frozen_hashes(state, regions))["held"]
+    assert compare_hashes(ref, frozen_hashes(state, regions))["held"]
     name = "model.layers.0.self_attn.q_proj.weight"
     state[name][0, 0] += 1e-7 if region.start > 0 else 0.0
     state[name][-1, -1] = state[name][-1, -1] + 1e-3  # last row belongs to head 3, not a target of layer 0
-    rep = compare(ref, frozen_hashes(state, regions))
+    rep = compare_hashes(ref, frozen_hashes(state, regions))
     assert not rep["held"] and rep["changed"] == [name]
 
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from headsurgeon._version import SCHEMA_VERSION, __version__
 from headsurgeon.cli.toy import register
 from headsurgeon.errors import HeadsurgeonError
-from headsurgeon.toy import PRESETS, ToyConfig, compare, load_run, preset, train
+from headsurgeon.toy import PRESETS, ToyConfig, compare_variants, load_toy_run, preset, train
 from headsurgeon.toy.config import parse_override
 
 FAST = dict(steps=30, log_every=10, eval_batch_size=16, threads=1)
@@ -20,7 +20,7 @@ FAST = dict(steps=30, log_every=10, eval_batch_size=16, threads=1)
 
 def test_train_writes_versioned_json_csv_png_and_model(tmp_path, bb_task):
     r = train(preset("tiny-1l", **FAST), out_dir=tmp_path, progress=False, task=bb_task)
-    data = load_run(tmp_path)
+    data = load_toy_run(tmp_path)
     assert data["schema_version"] == SCHEMA_VERSION and data["package_version"] == __version__
     assert data["kind"] == "toy_run" and data["created"].endswith("+00:00")
     assert ToyConfig.from_dict(data["config"]) == r.config
@@ -41,7 +41,7 @@ def test_train_writes_versioned_json_csv_png_and_model(tmp_path, bb_task):
 
 
 def test_compare_trains_three_variants(tmp_path, bb_task):
-    res = compare(preset("tiny-1l", **FAST), out_dir=tmp_path, progress=False, task=bb_task)
+    res = compare_variants(preset("tiny-1l", **FAST), out_dir=tmp_path, progress=False, task=bb_task)
     assert list(res.runs) == ["softmax-adamw", "relu-adamw", "softmax-sgd"]
     assert res.runs["relu-adamw"].config.attention == "relu"
     sgd = res.runs["softmax-sgd"].config

@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
         progress: bool = typer.Option(True, help="Show a progress bar."),
     ) -> None:
         """Re-initialise the plan's heads, train only their slices, checkpoint, verify nothing else changed."""
-        from headsurgeon.surgery import operate, preset as get_preset
+        from headsurgeon.surgery import RunInterrupted, operate, preset as get_preset
 
         cfg = get_preset(preset).with_(
             corpus=corpus, lr=lr, weight_decay=weight_decay, max_steps=max_steps, epochs=epochs, seq_len=seq_len,
@@ -50,7 +50,11 @@ def register(app: typer.Typer) -> None:
             from dataclasses import replace
 
             cfg = replace(cfg, other_corpus=None if other_corpus.lower() == "none" else other_corpus)
-        result = operate(model, plan, out_dir=out, config=cfg, progress=progress)
+        try:
+            result = operate(model, plan, out_dir=out, config=cfg, progress=progress)
+        except RunInterrupted as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(130) from None
         m = result.manifest
         first, last = m["history"][0], m["history"][-1]
         console.print(f"[bold]surgery {m['status']}[/bold]: {m['outcome']['steps']} steps, {m['outcome']['tokens']} tokens, "
@@ -59,8 +63,13 @@ def register(app: typer.Typer) -> None:
             ppl = ", ".join(f"{k}={row[k]}" for k in ("train_ppl", "heldout_ppl", "other_ppl") if k in row)
             console.print(f"  {label:>14}: {ppl}" + (f", targets healthy {row['targets_healthy']}/{m['outcome']['targets']}" if "targets_healthy" in row else ""))
         if m["best"]:
-            console.print(f"  best by {m['best']['metric']}: step {m['best']['step']} ({m['best']['value']}) -> {result.run_dir / 'models/best'}")
+            console.print(f"  best by {m['best']['metric']}: step {m['best']['step']} ({m['best']['value']}) -> {result.run_dir / m['best']['path']}")
         console.print(f"  re-collapsed targets: {m['outcome']['recollapsed_targets'] or 'none'}")
         console.print(f"  invariant (frozen parts bit-identical): {'held' if result.invariant_held else 'VIOLATED'}")
         for warning in m.get("warnings") or []:
             console.print(f"[yellow]warning:[/yellow] {warning}")
+        if not result.invariant_held:
+            changed = (m["invariant"].get("final") or {}).get("changed") or []
+            typer.echo(f"error: the invariant was violated: {len(changed)} frozen tensors of {result.run_dir / 'models/final'} differ from "
+                       "the input model; do not use this model, and report it", err=True)
+            raise typer.Exit(1)

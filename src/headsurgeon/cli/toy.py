@@ -68,12 +68,12 @@ def compare_cmd(
     progress: bool = typer.Option(True, help="Show a progress bar with steps/s."),
 ) -> None:
     """Train softmax+AdamW, ReLU attention and SGD on one setting; draw them side by side."""
-    from headsurgeon.toy.compare import VARIANTS, compare
+    from headsurgeon.toy.compare import VARIANTS, compare_variants
     from headsurgeon.toy.results import compare_note
 
     config = _config(preset, steps, seed, text, set_)
     out_dir = _out(out, "compare", preset)
-    result = compare(config, out_dir=out_dir, variants=tuple(variant) or VARIANTS,
+    result = compare_variants(config, out_dir=out_dir, variants=tuple(variant) or VARIANTS,
                      progress=progress)
     typer.echo("\n".join(compare_note(result, title=f"toy compare --preset {preset}")))
     typer.echo(f"wrote {out_dir}/ (compare.png, toy_compare.json, one directory per variant)")

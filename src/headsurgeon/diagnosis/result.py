@@ -19,9 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from headsurgeon._version import SCHEMA_VERSION, __version__
 from headsurgeon.errors import HeadsurgeonError
-from headsurgeon.io import atomic_write_text, now_iso, read_json_document
+from headsurgeon.io import atomic_write_text, envelope, now_iso, read_document
 from headsurgeon.models.adapters import HeadRef
 
 from .classes import COLLAPSED, SWEEP, Thresholds, classify, count
@@ -162,10 +161,7 @@ class Diagnosis:
             return np.round(np.asarray(a, dtype=float), 6).tolist()
 
         return {
-            "schema_version": SCHEMA_VERSION,
-            "package_version": __version__,
-            "kind": "diagnosis",
-            "created": self.created,
+            **envelope("diagnosis", created=self.created),
             "elapsed_seconds": self.elapsed_seconds,
             "model": self.model,
             "settings": self.settings,
@@ -205,4 +201,4 @@ class Diagnosis:
 
     @classmethod
     def load(cls, path: str | Path) -> "Diagnosis":
-        return cls.from_dict(read_json_document(path, kind="diagnosis"))
+        return cls.from_dict(read_document(path, kind="diagnosis"))

@@ -1,9 +1,8 @@
 """Evaluation of models before and after surgery: perplexity, head ablation, comparisons and
 drift, generations, MLP dormancy, figures (the HTML report lives in :mod:`headsurgeon.report`)."""
 
-from .ablation import AblationResult, ablated_heads, ablation_effects, per_head_effects
-from .perplexity import PerplexityResult, perplexity
-from .compare import Comparison, compare  # noqa: E402,I001  (after perplexity: surgery imports it back)
+from headsurgeon.measurements import AblationResult, PerplexityResult, ablated_heads, ablation_effects, per_head_effects, perplexity
+from .compare import Comparison, compare
 from .generation import DEFAULT_GENERATION_PROMPTS, GenerationSettings, Generations, generate_side_by_side
 from .head_ablation import ablation_before_after, ablation_groups
 from .inputs import Point, RunRecord, load_run, resolve_points

@@ -17,9 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from headsurgeon._version import SCHEMA_VERSION, __version__
 from headsurgeon.errors import HeadsurgeonError
-from headsurgeon.io import atomic_write_text, now_iso, read_json_document
+from headsurgeon.io import atomic_write_text, envelope, now_iso, read_document
 from headsurgeon.models.adapters import HeadRef
 from headsurgeon.surgery.plan import SurgeryPlan
 from headsurgeon.surgery.rules import parse_head
@@ -150,7 +149,7 @@ class Comparison:
     def to_dict(self) -> dict:
         rec, iat = self.transitions(-1)
         return {
-            "schema_version": SCHEMA_VERSION, "package_version": __version__, "kind": "comparison", "created": self.created,
+            **envelope("comparison", created=self.created),
             "model": self.model,
             "settings": {"drift_threshold": self.threshold, "zone_source": self.zone_source, "class_thresholds": self.class_thresholds},
             "notes": self.notes,
@@ -189,7 +188,7 @@ class Comparison:
 
     @classmethod
     def load(cls, path: str | Path) -> "Comparison":
-        return cls.from_dict(read_json_document(path, kind="comparison"))
+        return cls.from_dict(read_document(path, kind="comparison"))
 
 
 def _counts(classes: np.ndarray) -> dict[str, int]:

@@ -24,8 +24,8 @@ from headsurgeon.diagnosis import COLLAPSED, Diagnosis
 from headsurgeon.models import LoadedModel
 from headsurgeon.models.adapters import HeadRef
 
-from .ablation import ablated_heads
-from .perplexity import perplexity
+from headsurgeon.measurements.ablation import ablated_heads
+from headsurgeon.measurements.perplexity import perplexity
 
 GROUPS = ("targets", "collapsed", "healthy")
 

@@ -1,9 +1,9 @@
 """What the comparison and the report read: diagnoses and surgery run folders.
 
-A run folder (written by :func:`headsurgeon.surgery.operate`) holds ``manifest.json`` and one
-diagnosis per evaluation under ``diagnoses/``: ``stock.json`` (the input model), ``step-000000``
-(right after re-initialisation) and ``step-NNNNNN`` for every later evaluation. This module turns
-those, or loose diagnosis files, into a labelled list of :class:`Diagnosis` objects.
+A run folder (a :class:`~headsurgeon.surgery.folder.RunFolder`, written by ``operate`` or the
+study's LoRA arm) holds ``manifest.json`` and one diagnosis per evaluation: ``stock`` (the input
+model), ``step-000000`` (the start) and ``step-NNNNNN`` for every later evaluation. This module
+turns those, or loose diagnosis files, into a labelled list of :class:`Diagnosis` objects.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from pathlib import Path
 
 from headsurgeon.diagnosis import Diagnosis
 from headsurgeon.errors import HeadsurgeonError
-from headsurgeon.surgery.manifest import MANIFEST, load_manifest
+from headsurgeon.surgery.folder import MANIFEST, RunFolder
+from headsurgeon.surgery.manifest import load_manifest
 from headsurgeon.surgery.plan import SurgeryPlan
 
 
@@ -29,12 +30,16 @@ class Point:
 
 @dataclass
 class RunRecord:
-    """A surgery run folder: manifest, plan and the evaluations that have a diagnosis."""
+    """A run folder as the readers see it: manifest (as a dict), plan and the evaluations that have a diagnosis."""
 
     run_dir: Path
     manifest: dict
     plan: SurgeryPlan
     evals: list[dict] = field(default_factory=list)  # history rows with a diagnosis file
+
+    @property
+    def folder(self) -> RunFolder:
+        return RunFolder(self.run_dir)
 
     @property
     def finished(self) -> bool:
@@ -45,10 +50,10 @@ class RunRecord:
         rel = stock.get("diagnosis")
         if not rel:
             raise HeadsurgeonError(f"run {self.run_dir} has no stock diagnosis; it was run with diagnose_every_eval off")
-        return Point("stock", _load(self.run_dir / rel), str(self.run_dir / rel), None)
+        return Point("stock", _load(self.folder.resolve(rel)), str(self.folder.resolve(rel)), None)
 
     def eval_points(self) -> list[Point]:
-        return [Point(eval_label(r), _load(self.run_dir / r["diagnosis"]), str(self.run_dir / r["diagnosis"]), int(r["step"]))
+        return [Point(eval_label(r), _load(self.folder.resolve(r["diagnosis"])), str(self.folder.resolve(r["diagnosis"])), int(r["step"]))
                 for r in self.evals]
 
     def points(self) -> list[Point]:
@@ -61,7 +66,7 @@ def eval_label(row: dict) -> str:
 
 
 def is_run_dir(path: str | Path) -> bool:
-    return Path(path).is_dir() and (Path(path) / MANIFEST).is_file()
+    return Path(path).is_dir() and RunFolder(path).holds_run()
 
 
 def load_run(run_dir: str | Path) -> RunRecord:
@@ -69,10 +74,11 @@ def load_run(run_dir: str | Path) -> RunRecord:
     run_dir = Path(run_dir).expanduser()
     if not is_run_dir(run_dir):
         raise HeadsurgeonError(f"{run_dir} is not a surgery run folder (no {MANIFEST}); pass the --out folder of `headsurgeon operate`")
-    manifest = load_manifest(run_dir)
+    folder = RunFolder(run_dir)
+    manifest = load_manifest(folder).to_dict()
     plan = SurgeryPlan.from_dict(manifest["plan"])
-    evals = sorted((r for r in manifest.get("history", []) if r.get("diagnosis")), key=lambda r: r["step"])
-    evals = [r for r in evals if (run_dir / r["diagnosis"]).is_file()]
+    evals = sorted((r for r in manifest["history"] if r.get("diagnosis")), key=lambda r: r["step"])
+    evals = [r for r in evals if folder.resolve(r["diagnosis"]).is_file()]
     return RunRecord(run_dir, manifest, plan, evals)
 
 

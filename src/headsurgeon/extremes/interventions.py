@@ -28,7 +28,7 @@ from contextlib import contextmanager
 import torch
 
 from headsurgeon.errors import HeadsurgeonError
-from headsurgeon.evaluation.ablation import ablated_heads
+from headsurgeon.measurements.ablation import ablated_heads
 from headsurgeon.models.adapters import FamilyAdapter, HeadRef
 
 

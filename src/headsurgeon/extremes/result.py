@@ -26,9 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from headsurgeon._version import SCHEMA_VERSION, __version__
 from headsurgeon.errors import HeadsurgeonError
-from headsurgeon.io import atomic_write_text, now_iso, read_json_document
+from headsurgeon.io import atomic_write_text, envelope, now_iso, read_document
 
 from .analysis import GROUPS
 from .dormancy import classify_dormancy, count_dormancy, domain_dependent_heads
@@ -150,10 +149,7 @@ class ExtremesResult:
     # ----- JSON -----------------------------------------------------------------------------
     def to_dict(self) -> dict:
         doc = {
-            "schema_version": SCHEMA_VERSION,
-            "package_version": __version__,
-            "kind": "extremes",
-            "created": self.created,
+            **envelope("extremes", created=self.created),
             "elapsed_seconds": self.elapsed_seconds,
             "model": self.model,
             "settings": self.settings,
@@ -200,7 +196,7 @@ class ExtremesResult:
 
     @classmethod
     def load(cls, path: str | Path) -> "ExtremesResult":
-        return cls.from_dict(read_json_document(path, kind="extremes"))
+        return cls.from_dict(read_document(path, kind="extremes"))
 
 
 def _r(x) -> float | None:

@@ -1,6 +1,6 @@
 """The HTML report of a surgery run: one self-contained file plus ``report.json`` beside it."""
 
 from .build import Report, ReportOptions, build_report
-from .html import render_html
+from .page import render_html
 
 __all__ = ["Report", "ReportOptions", "build_report", "render_html"]

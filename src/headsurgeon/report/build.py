@@ -15,7 +15,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from headsurgeon._version import SCHEMA_VERSION, __version__
 from headsurgeon.evaluation.compare import Comparison, compare
 from headsurgeon.evaluation.figures import (
     column_figure, drift_figure, histogram_figure, key_indices, perplexity_figure, png_bytes, topology_figure, zone_figure,
@@ -23,7 +22,7 @@ from headsurgeon.evaluation.figures import (
 from headsurgeon.evaluation.generation import GenerationSettings
 from headsurgeon.evaluation.inputs import load_run
 from headsurgeon.evaluation.trajectory import perplexity_trajectory
-from headsurgeon.io import atomic_write_text, now_iso
+from headsurgeon.io import atomic_write_text, envelope
 
 from . import pieces
 
@@ -154,7 +153,7 @@ def build_report(
     if not figures and traj["steps"]:
         figures["perplexity"] = (png_bytes(perplexity_figure(traj)), "Perplexity per text set at every evaluation.")
     data = {
-        "schema_version": SCHEMA_VERSION, "package_version": __version__, "kind": "report", "created": now_iso(),
+        **envelope("report"),
         "options": asdict(opts),
         "run": _run_section(run),
         "history": run.manifest.get("history", []),
@@ -176,7 +175,7 @@ def build_report(
     report = Report(data, figures, study_html)
     html_path = Path(out) if out else run.run_dir / "report.html"
     json_path = html_path.with_suffix(".json")
-    from .html import render_html
+    from .page import render_html
 
     atomic_write_text(json_path, json.dumps(data, indent=1))
     atomic_write_text(html_path, render_html(report))

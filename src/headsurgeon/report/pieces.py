@@ -12,16 +12,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from headsurgeon.corpus import CorpusSpec, build_corpus, spread_rows
+from headsurgeon.corpus import spread_rows
 from headsurgeon.errors import HeadsurgeonError
 from headsurgeon.evaluation.generation import GenerationSettings, generate_side_by_side
 from headsurgeon.evaluation.head_ablation import ablation_before_after, ablation_groups
 from headsurgeon.evaluation.inputs import RunRecord
 from headsurgeon.evaluation.mlp_dormancy import compare_dormancy, mlp_dormancy
-from headsurgeon.io import write_json
+from headsurgeon.io import read_document, write_document
 from headsurgeon.models import LoadedModel, load_model
 from headsurgeon.models.loading import resolve_local_dir
-from headsurgeon.surgery.manifest import MANIFEST
+from headsurgeon.surgery.data import training_corpus
 
 
 def checkpoints(run: RunRecord, stock: Path | None) -> dict[str, Path]:
@@ -29,17 +29,17 @@ def checkpoints(run: RunRecord, stock: Path | None) -> dict[str, Path]:
     out: dict[str, Path] = {}
     if stock is not None:
         out["stock"] = stock
-    m, models = run.manifest, run.run_dir / "models"
+    m, folder = run.manifest, run.folder
     best = m.get("best")
     last_step = run.evals[-1]["step"] if run.evals else None
-    final_ok = run.finished and (models / "final" / "config.json").is_file()
-    if best and (models / "best" / "config.json").is_file():
+    final_ok = run.finished and (folder.model("final") / "config.json").is_file()
+    if best and (folder.model("best") / "config.json").is_file():
         same = final_ok and best["step"] == last_step
-        out[f"best = final (step {best['step']})" if same else f"best (step {best['step']})"] = models / "best"
+        out[f"best = final (step {best['step']})" if same else f"best (step {best['step']})"] = folder.model("best")
         if same:
             return out
     if final_ok:
-        out[f"final (step {last_step})"] = models / "final"
+        out[f"final (step {last_step})"] = folder.model("final")
     return out
 
 
@@ -62,15 +62,15 @@ def cached(run: RunRecord, name: str, key: dict, reuse: bool, compute) -> dict:
     path = run.run_dir / "evaluation" / f"{name}.json"
     if reuse and path.is_file():
         try:
-            doc = json.loads(path.read_text())
+            doc = read_document(path, kind="report_piece")
             if doc.get("key") == json.loads(json.dumps(key)):
                 return {**doc["result"], "cached": str(path)}
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, HeadsurgeonError):  # unreadable or older: computed again
             pass
     result = compute()
-    if (run.run_dir / MANIFEST).is_file():  # never recreate a run folder deleted meanwhile (it would block a new run there)
+    if run.folder.holds_run():  # never recreate a run folder deleted meanwhile (it would block a new run there)
         try:
-            write_json(path, {"key": key, "result": result})
+            write_document(path, "report_piece", {"key": key, "result": result})
         except OSError:  # a read-only run folder still gets its report
             pass
     return result
@@ -115,10 +115,7 @@ def dormancy_piece(run: RunRecord, models: dict[str, Path], threshold: float, *,
 
 def heldout_sequences(run: RunRecord, tokenizer, n: int):
     """``n`` held-out sequences of the run's own corpus, rebuilt from its configuration (deterministic)."""
-    cfg = run.manifest["config"]
-    corpus = build_corpus(tokenizer, CorpusSpec(source=cfg["corpus"], heldout_fraction=cfg["heldout_fraction"],
-                                                 max_tokens=cfg.get("max_train_tokens")),
-                          seq_len=cfg["seq_len"], seed=cfg["seed"], progress=False)
+    corpus = training_corpus(tokenizer, run.manifest["config"])
     rows = corpus.heldout if len(corpus.heldout) else corpus.train
     same = corpus.info.get("sha256") == (run.manifest.get("corpus") or {}).get("sha256")
     return spread_rows(rows, n), "heldout" if len(corpus.heldout) else "train", same

@@ -11,7 +11,7 @@ import re
 from headsurgeon.evaluation.drift import ZONE_LABELS, ZONES
 from headsurgeon.evaluation.trajectory import SET_LABELS
 
-from .html import card, esc, figure, kv_table, note, num, pct, table
+from headsurgeon.formatting import card, esc, figure, kv_table, note, num, pct, table
 
 
 def _fig(figs: dict, name: str) -> str:

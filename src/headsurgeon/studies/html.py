@@ -7,12 +7,10 @@ in a page (``headsurgeon study`` writes ``OUT/study.html``) and saves the PNGs b
 
 from __future__ import annotations
 
-import base64
-from html import escape
 from pathlib import Path
 
-import numpy as np
-
+from headsurgeon.formatting import esc
+from headsurgeon.formatting import img, num
 from headsurgeon.io import atomic_write_text
 
 from .aggregate import METRIC_LABELS
@@ -39,41 +37,25 @@ _TABLE_METRICS = ("heldout_ppl_best", "heldout_best_vs_stock", "best_step", "oth
                   "compute_seconds")
 
 
-def _num(x, digits: int = 4) -> str:
-    """Readable numbers for tables: thousands separators, ~``digits`` significant digits, no
-    exponent unless the number is tiny."""
-    if x is None:
-        return "n/a"
-    if isinstance(x, int) or float(x).is_integer():
-        return f"{int(x):,}"
-    ax = abs(x)
-    if ax >= 1000:
-        return f"{x:,.0f}"
-    if ax >= 1e-3 or ax == 0:
-        decimals = max(0, digits - 1 - int(np.floor(np.log10(ax)))) if ax else 0
-        return f"{x:.{decimals}f}"
-    return f"{x:.{digits - 1}e}"
-
-
 def _ci(s: Stats) -> str:
     if s.mean is None:
-        return "n/a"
+        return num(None)
     if s.n < 2:
-        return _num(s.mean)
-    return f"{_num(s.mean)} [{_num(s.ci_low)}, {_num(s.ci_high)}]"
+        return num(s.mean)
+    return f"{num(s.mean)} [{num(s.ci_low)}, {num(s.ci_high)}]"
 
 
 def verdict_rows(verdicts: list[Verdict]) -> str:
     rows = []
     for v in verdicts:
         rel = "" if v.relative is None else f"{100 * v.relative:+.1f}%"
-        dz = "n/a" if v.d_z is None else f"{v.d_z:.2f}"
+        dz = num(v.d_z, 2)
         rows.append(
-            f"<tr><td>{escape(v.text)}</td><td>{escape(v.arm)} vs {escape(v.reference)}</td>"
-            f"<td>{escape(METRIC_LABELS.get(v.metric, v.metric))} ({v.better} is better)</td>"
-            f"<td class=num>{_num(v.arm_mean)}</td><td class=num>{_num(v.reference_mean)}</td>"
+            f"<tr><td>{esc(v.text)}</td><td>{esc(v.arm)} vs {esc(v.reference)}</td>"
+            f"<td>{esc(METRIC_LABELS.get(v.metric, v.metric))} ({v.better} is better)</td>"
+            f"<td class=num>{num(v.arm_mean)}</td><td class=num>{num(v.reference_mean)}</td>"
             f"<td class=num>{_ci(v.difference)}</td><td class=num>{rel}</td><td class=num>{dz}</td>"
-            f"<td class=num>{len(v.seeds)}</td><td class='{v.outcome}'>{escape(_OUTCOME_WORDS[v.outcome])}</td></tr>"
+            f"<td class=num>{len(v.seeds)}</td><td class='{v.outcome}'>{esc(_OUTCOME_WORDS[v.outcome])}</td></tr>"
         )
     head = ("<tr><th>claim</th><th>arms</th><th>metric</th><th>arm mean</th><th>reference mean</th>"
             "<th>difference, favourable &gt; 0 [CI]</th><th>relative</th><th>d<sub>z</sub></th><th>seeds</th><th>verdict</th></tr>")
@@ -82,15 +64,15 @@ def verdict_rows(verdicts: list[Verdict]) -> str:
 
 def arm_table(study: StudyResult) -> str:
     arms = [a for a in ARMS if a in study.arms]
-    head = "<tr><th>figure</th>" + "".join(f"<th>{escape(a)}</th>" for a in arms) + "</tr>"
+    head = "<tr><th>figure</th>" + "".join(f"<th>{esc(a)}</th>" for a in arms) + "</tr>"
     rows = []
     for m in _TABLE_METRICS:
         cells = []
         for a in arms:
             s = study.arms[a][m]
-            txt = "n/a" if s.mean is None else (_num(s.mean) if s.n < 2 else f"{_num(s.mean)} ± {_num(s.std, 2)}<br>[{_num(s.ci_low)}, {_num(s.ci_high)}]")
+            txt = num(None) if s.mean is None else (num(s.mean) if s.n < 2 else f"{num(s.mean)} ± {num(s.std, 2)}<br>[{num(s.ci_low)}, {num(s.ci_high)}]")
             cells.append(f"<td class=num>{txt}</td>")
-        rows.append(f"<tr><td>{escape(METRIC_LABELS.get(m, m))}</td>{''.join(cells)}</tr>")
+        rows.append(f"<tr><td>{esc(METRIC_LABELS.get(m, m))}</td>{''.join(cells)}</tr>")
     return f"<table>{head}{''.join(rows)}</table>"
 
 
@@ -99,15 +81,15 @@ def _settings_text(study: StudyResult) -> str:
     tokens = t["seq_len"] * t["batch_size"] * t["grad_accum"]
     seeds = ", ".join(str(x) for x in s["seeds"])
     lines = [
-        f"Model <b>{escape(str(study.model.get('name')))}</b> ({study.model.get('num_layers')} layers x {study.model.get('num_heads')} heads); "
-        f"seeds {seeds}; preset <code>{escape(str(s.get('preset')))}</code>.",
+        f"Model <b>{esc(str(study.model.get('name')))}</b> ({study.model.get('num_layers')} layers x {study.model.get('num_heads')} heads); "
+        f"seeds {seeds}; preset <code>{esc(str(s.get('preset')))}</code>.",
         f"Budget per training run: {t['max_steps']} optimizer steps x {tokens} tokens (sequence length {t['seq_len']}, "
         f"batch {t['batch_size']} x {t['grad_accum']} accumulation), AdamW lr {t['lr']}, weight decay {t['weight_decay']}, "
-        f"warmup {t['warmup_fraction']:.0%} then cosine, {t['precision']}; training text <code>{escape(str(t['corpus']))}</code>, "
-        f"other distribution <code>{escape(str(t['other_corpus']))}</code>; evaluation every {t['eval_every']} steps on "
+        f"warmup {t['warmup_fraction']:.0%} then cosine, {t['precision']}; training text <code>{esc(str(t['corpus']))}</code>, "
+        f"other distribution <code>{esc(str(t['other_corpus']))}</code>; evaluation every {t['eval_every']} steps on "
         f"{t['eval_sequences']} sequences per set.",
-        f"Targets ({len(study.heads.get('targets', []))}, rule <code>{escape(s['target_rule'])}</code>): {escape(', '.join(study.heads.get('targets', [])))}. "
-        f"Extended arm adds column(s) {escape(str(study.heads.get('extended_columns')))} ({len(study.heads.get('extended', []))} heads in all).",
+        f"Targets ({len(study.heads.get('targets', []))}, rule <code>{esc(s['target_rule'])}</code>): {esc(', '.join(study.heads.get('targets', [])))}. "
+        f"Extended arm adds column(s) {esc(str(study.heads.get('extended_columns')))} ({len(study.heads.get('extended', []))} heads in all).",
     ]
     if study.lora:
         lo = study.lora
@@ -121,10 +103,10 @@ def study_html_section(study: StudyResult, pngs: dict[str, bytes] | None = None,
 
     ``heading=False`` leaves out the ``<h2>`` for a page that titles its sections itself (the run report)."""
     pngs = pngs or render_figures(study)
-    imgs = "".join(f"<img alt='{escape(name)}' src='data:image/png;base64,{base64.b64encode(data).decode()}'>" for name, data in pngs.items())
+    imgs = "".join(img(data, name) for name, data in pngs.items())
     primary = [v for v in study.verdicts if v.primary]
     secondary = [v for v in study.verdicts if not v.primary]
-    status = "" if study.status == "finished" else f"<p><b>Status: {escape(study.status)}</b> ({len(study.runs)} runs so far).</p>"
+    status = "" if study.status == "finished" else f"<p><b>Status: {esc(study.status)}</b> ({len(study.runs)} runs so far).</p>"
     level = study.settings.get("ci_level", 0.95)
     return f"""<section class="hs-study"><style>{_STYLE}</style>
 {"<h2>Controlled study: does surgery beat its controls?</h2>" if heading else ""}
@@ -141,7 +123,7 @@ significance test.</p>
 <details><summary>Secondary metrics for the same claims</summary>{verdict_rows(secondary)}</details>
 <h3>Per arm (mean ± std over seeds, [{level:.0%} bootstrap CI])</h3>
 {arm_table(study)}
-<p class=note>Arms: {escape('; '.join(f'{a}: {ARM_LABELS[a]}' for a in ARMS if a in study.arms))}.
+<p class=note>Arms: {esc('; '.join(f'{a}: {ARM_LABELS[a]}' for a in ARMS if a in study.arms))}.
 Best point = the evaluation with the lowest held-out perplexity (step 0 included). Drift: untouched heads whose BOS mass moved by more
 than {study.settings.get('drift_threshold')} from stock.</p>
 <h3>Figures</h3>{imgs}
@@ -153,7 +135,7 @@ def write_study_html(study: StudyResult, path: str | Path, *, figures_dir: str |
     pngs = render_figures(study)
     if figures_dir is not None:
         save_figures(study, figures_dir, pngs)
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>headsurgeon study: {escape(str(study.model.get('name')))}</title>"
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>headsurgeon study: {esc(str(study.model.get('name')))}</title>"
             f"</head><body style='max-width:1200px;margin:1em auto'>{study_html_section(study, pngs)}</body></html>")
     atomic_write_text(path, page)
     return Path(path)

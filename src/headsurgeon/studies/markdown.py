@@ -6,7 +6,7 @@ Same numbers and wording as the HTML section; only primary metrics in the verdic
 from __future__ import annotations
 
 from .aggregate import METRIC_LABELS
-from .html import _num
+from headsurgeon.formatting import num
 from .result import StudyResult
 from .settings import ARMS
 from .stats import Stats
@@ -22,8 +22,8 @@ def _cell(text: str) -> str:
 
 def _ci(s: Stats) -> str:
     if s.mean is None:
-        return "n/a"
-    return _num(s.mean) if s.n < 2 else f"{_num(s.mean)} [{_num(s.ci_low)}, {_num(s.ci_high)}]"
+        return num(None)
+    return num(s.mean) if s.n < 2 else f"{num(s.mean)} [{num(s.ci_low)}, {num(s.ci_high)}]"
 
 
 def verdict_table(study: StudyResult, *, primary_only: bool = True) -> str:
@@ -35,7 +35,7 @@ def verdict_table(study: StudyResult, *, primary_only: bool = True) -> str:
         rel = "" if v.relative is None else f"{100 * v.relative:+.1f}%"
         dz = "n/a" if v.d_z is None else f"{v.d_z:.2f}"
         rows.append(f"| {v.text} | {v.arm} vs {v.reference} | {_cell(METRIC_LABELS.get(v.metric, v.metric))} ({v.better} is better) | "
-                    f"{_num(v.arm_mean)} | {_num(v.reference_mean)} | {_ci(v.difference)} | {rel} | {dz} | {len(v.seeds)} | {_WORDS[v.outcome]} |")
+                    f"{num(v.arm_mean)} | {num(v.reference_mean)} | {_ci(v.difference)} | {rel} | {dz} | {len(v.seeds)} | {_WORDS[v.outcome]} |")
     return "\n".join(rows)
 
 

@@ -21,12 +21,13 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numpy as np
 
 from headsurgeon.diagnosis import Diagnosis
-from headsurgeon.evaluation import ablation_effects
+from headsurgeon.evaluation.drift import zone_masks, zone_stats
+from headsurgeon.measurements import ablation_effects
 from headsurgeon.models import LoadedModel
 from headsurgeon.models.adapters import HeadRef
+from headsurgeon.surgery.training_run import recollapsed_targets
 
 #: Scalars per run, with the direction that is better (None: descriptive only).
 SCALARS: dict[str, str | None] = {
@@ -55,25 +56,13 @@ def heads_of(plan_doc: dict) -> list[HeadRef]:
     return sorted(HeadRef(int(l), int(h)) for l, hs in plan_doc["targets"].items() for h in hs)
 
 
-def recollapsed_targets(history: list[dict], targets: list[str]) -> list[str]:
-    """Targets healthy at some evaluation after the start and collapsed at a later one."""
-    ever, back = set(), set()
-    for row in history[1:]:
-        now = set(row.get("targets_collapsed", []))
-        back |= ever & now
-        ever |= set(targets) - now
-    return sorted(back)
-
-
 def drift(stock: Diagnosis, final: Diagnosis, trained: list[HeadRef], threshold: float) -> dict:
-    """Drift of the heads outside ``trained``: count over the threshold and mean |delta|."""
-    delta = np.abs(final.bos_mass - stock.bos_mass)
-    mask = np.ones(delta.shape, dtype=bool)
-    for h in trained:
-        mask[h.layer, h.head] = False
-    d = delta[mask]
-    return {"drift_count": int((d > threshold).sum()), "drift_fraction": float((d > threshold).mean()),
-            "drift_mean_abs": float(d.mean()), "untouched_heads": int(mask.sum()), "threshold": threshold}
+    """Drift of the heads outside ``trained``: count over the threshold and mean |delta|
+    (the comparison's own zone arithmetic, :func:`headsurgeon.evaluation.drift.zone_stats`)."""
+    outside = zone_masks(tuple(stock.bos_mass.shape), trained, [])["outside_zone"]
+    z = zone_stats(final.bos_mass - stock.bos_mass, outside, threshold)
+    return {"drift_count": z["drifting"], "drift_fraction": z["drifting_fraction"], "drift_mean_abs": z["mean_abs_delta"],
+            "untouched_heads": z["heads"], "threshold": threshold}
 
 
 def end_measures(loaded: LoadedModel, heldout, heads: list[HeadRef], *, stock_delta: float, stock_diag: Diagnosis,

@@ -24,8 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from headsurgeon._version import SCHEMA_VERSION, __version__
-from headsurgeon.io import now_iso, read_json_document, write_json
+from headsurgeon.io import envelope, now_iso, read_document, write_json
 
 from .stats import Stats, Verdict
 
@@ -56,10 +55,7 @@ class StudyResult:
 
     def to_dict(self) -> dict:
         return {
-            "schema_version": SCHEMA_VERSION,
-            "package_version": __version__,
-            "kind": KIND,
-            "created": self.created,
+            **envelope(KIND, created=self.created),
             "updated": now_iso(),
             "status": self.status,
             "out_dir": self.out_dir,
@@ -90,4 +86,4 @@ class StudyResult:
     @classmethod
     def load(cls, path: str | Path) -> "StudyResult":
         p = Path(path)
-        return cls.from_dict(read_json_document(p / "study.json" if p.is_dir() else p, kind=KIND))
+        return cls.from_dict(read_document(p / "study.json" if p.is_dir() else p, kind=KIND))

@@ -25,18 +25,19 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save
 
-from headsurgeon._version import SCHEMA_VERSION, __version__
 from headsurgeon.diagnosis import COLLAPSED, Diagnosis, diagnose_encoded
-from headsurgeon.evaluation import ablation_effects
-from headsurgeon.io import atomic_write_bytes, ensure_output_dir, now_iso, read_json_document, write_json
+from headsurgeon.measurements import ablation_effects
+from headsurgeon.io import atomic_write_bytes, ensure_output_dir, read_document, write_document
 from headsurgeon.models import LoadedModel, load_model
 from headsurgeon.errors import HeadsurgeonError
 from headsurgeon.surgery import SurgeryConfig, SurgeryPlan, operate
+from headsurgeon.surgery.data import diagnosis_prompts, run_data
+from headsurgeon.surgery.folder import RunFolder
+from headsurgeon.surgery.manifest import load_manifest
 from headsurgeon.surgery.monitor import evaluate_state
 
 from .aggregate import arm_curves, arm_stats, verdicts
 from .arms import arm_plans, extended_columns
-from .data import diagnosis_prompts, run_data
 from .lora_run import load_lora_weights, train_lora
 from .measure import end_measures, final_diagnosis, heads_of, summarize_run, summarize_stock
 from .result import StudyResult
@@ -74,7 +75,7 @@ def _stock_reference(factory, cfg: SurgeryConfig, plans: dict[str, SurgeryPlan],
     key = {"config": cfg.to_dict(), "heads": {a: [str(h) for h in hs] for a, hs in heads.items()}}
     path = folder / "reference.json"
     if path.is_file():
-        doc = read_json_document(path, kind="study_stock_reference")
+        doc = read_document(path, kind="study_stock_reference")
         if doc["key"] == key and (folder / "heldout.safetensors").is_file():
             return {**doc, "reused": True}
     folder.mkdir(parents=True, exist_ok=True)
@@ -92,16 +93,15 @@ def _stock_reference(factory, cfg: SurgeryConfig, plans: dict[str, SurgeryPlan],
     index = {k: str(i) for i, k in enumerate(unique)}
     ab.delta = {arm: ab.delta[index[tuple(hs)]] for arm, hs in heads.items()}
     atomic_write_bytes(folder / "heldout.safetensors", save({"heldout": heldout.contiguous()}))
-    doc = {"schema_version": SCHEMA_VERSION, "package_version": __version__, "kind": "study_stock_reference", "created": now_iso(),
-           "key": key, "row": row, "ablation": ab.delta, "base_loss": ab.base_loss, "ablation_tokens": ab.tokens,
+    doc = {"key": key, "row": row, "ablation": ab.delta, "base_loss": ab.base_loss, "ablation_tokens": ab.tokens,
            "seconds": time.perf_counter() - start, "dir": str(folder)}
-    write_json(path, doc)
+    write_document(path, "study_stock_reference", doc)
     return {**doc, "reused": False}
 
 
 def _load_final_weights(loaded: LoadedModel, run_dir: Path) -> None:
     state = {}
-    for f in sorted((run_dir / "models" / "final").glob("*.safetensors")):
+    for f in sorted(RunFolder(run_dir).model("final").glob("*.safetensors")):
         state.update(load_file(str(f)))
     result = loaded.model.load_state_dict(state, strict=False)
     if result.unexpected_keys:
@@ -111,12 +111,12 @@ def _load_final_weights(loaded: LoadedModel, run_dir: Path) -> None:
 def _training_run(arm: str, factory, plan: SurgeryPlan, cfg: SurgeryConfig, run_dir: Path, *, reference: dict,
                   stock_diag: Diagnosis, heldout, settings: StudySettings, progress: bool) -> tuple[dict, dict, bool]:
     """Train one (arm, seed) unless finished; measure it unless measured. Returns (manifest, measures, reused)."""
-    mpath, meas_path = run_dir / "manifest.json", run_dir / "study-measures.json"
+    folder, meas_path = RunFolder(run_dir), run_dir / "study-measures.json"
     kind = "lora_run" if arm == "lora" else "surgery_run"
-    before = read_json_document(mpath, kind=kind) if mpath.is_file() else None
+    before = load_manifest(folder, kind=kind).to_dict() if folder.holds_run() else None
     finished_before = before is not None and before.get("status") == "finished"
     if finished_before and meas_path.is_file():
-        meas = read_json_document(meas_path, kind="study_run_measures")
+        meas = read_document(meas_path, kind="study_run_measures")
         if meas.get("fingerprint") == before["fingerprint"]:
             return before, meas, True
     loaded = factory()
@@ -132,9 +132,8 @@ def _training_run(arm: str, factory, plan: SurgeryPlan, cfg: SurgeryConfig, run_
     meas = end_measures(loaded, heldout, heads, stock_delta=reference["ablation"][arm], stock_diag=stock_diag,
                         final_diag=final_diagnosis(run_dir, res.manifest), threshold=settings.drift_threshold,
                         batch_size=cfg.eval_batch_size)
-    meas.update(schema_version=SCHEMA_VERSION, package_version=__version__, kind="study_run_measures", created=now_iso(),
-                fingerprint=res.manifest["fingerprint"])
-    write_json(meas_path, meas)
+    meas["fingerprint"] = res.manifest["fingerprint"]
+    write_document(meas_path, "study_run_measures", meas)
     return res.manifest, meas, finished_before
 
 

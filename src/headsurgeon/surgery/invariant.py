@@ -40,8 +40,18 @@ def region_hashes(state: dict[str, torch.Tensor], regions: list[TensorSlice]) ->
     return {f"{r.param}[{r.dim}:{r.start}:{r.stop}]": _digest(r.view(state[r.param])) for r in regions}
 
 
-def compare(reference: dict[str, str], current: dict[str, str]) -> dict:
+def compare_hashes(reference: dict[str, str], current: dict[str, str]) -> dict:
     """Invariant report: which frozen parts differ (should be none)."""
     changed = sorted(k for k in reference if current.get(k) != reference[k])
     missing = sorted(set(reference) - set(current))
     return {"held": not changed and not missing, "checked_tensors": len(reference), "changed": changed, "missing": missing}
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """One digest of every floating-point tensor of a model (its identity as a run input).
+
+    Two models of the same name and shape but other weights (a retrained folder under the
+    same path) get different digests, so a run folder is never continued from the wrong model.
+    """
+    per_tensor = frozen_hashes(model.state_dict(), [])
+    return hashlib.sha256("\n".join(f"{k}={v}" for k, v in sorted(per_tensor.items())).encode()).hexdigest()

@@ -1,8 +1,13 @@
-"""The run manifest: what was done, with what, and what came of it (``manifest.json``).
+"""The run manifest (``manifest.json``): what was done, with what, and what came of it.
 
-Holds the plan, the configuration, library versions, the corpus fingerprint, the input model's
-frozen-part hashes, the metric history (one row per evaluation), the best step, the invariant
-checks and the run status. Rewritten atomically after every evaluation.
+One typed record, :class:`RunManifest`, for both kinds of training run (``surgery_run`` from
+``operate``, ``lora_run`` from the study's LoRA arm), so ``compare``, ``report`` and the studies
+open either. Every key is documented in ``docs/schema.md`` (a test checks it). The manifest is
+rewritten atomically after every checkpoint; the history it carries is cut back to the
+checkpoint a resumed run starts from (the checkpoint holds its own copy of the rows).
+
+A run's identity (:func:`fingerprint`) is the input weights' digest, the plan and the settings:
+a folder is only ever continued by the same run, checked before anything is trained.
 """
 
 from __future__ import annotations
@@ -10,19 +15,23 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from headsurgeon._version import SCHEMA_VERSION, __version__
 from headsurgeon.errors import HeadsurgeonError
-from headsurgeon.io import now_iso, read_json_document, write_json
+from headsurgeon.io import now_iso, read_document, write_document
 
-MANIFEST = "manifest.json"
+from .folder import MANIFEST, RunFolder
+
+RUN_KINDS = ("surgery_run", "lora_run")
 
 
 def versions() -> dict:
     import accelerate
     import torch
     import transformers
+
+    from headsurgeon._version import __version__
 
     return {
         "headsurgeon": __version__,
@@ -33,94 +42,127 @@ def versions() -> dict:
     }
 
 
-def fingerprint(model: dict, plan: dict, config: dict) -> str:
-    """Identity of a run: same model shape, targets, GQA mode and configuration."""
+def fingerprint(model: dict, plan: dict, config: dict, *, weights: str | None = None, extra: dict | None = None) -> str:
+    """Identity of a run: the input weights' digest, model shape, targets, GQA mode and settings."""
     key = {
         "model": {k: model.get(k) for k in ("name", "num_layers", "num_heads")},
+        "weights": weights,
         "targets": plan["targets"],
         "gqa_mode": plan["gqa_mode"],
         "config": config,
+        **({"extra": extra} if extra else {}),
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def new_manifest(*, model: dict, plan: dict, config: dict, corpus: dict, other: dict | None) -> dict:
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "package_version": __version__,
-        "kind": "surgery_run",
-        "created": now_iso(),
-        "fingerprint": fingerprint(model, plan, config),
-        "status": "running",
-        "model": model,
-        "plan": plan,
-        "config": config,
-        "versions": versions(),
-        "corpus": corpus,
-        "other_corpus": other,
-        "stock": None,
-        "history": [],
-        "best": None,
-        "input_hashes": None,
-        "surgical_regions": [],
-        "invariant": {},
-        "timing": {},
-    }
+@dataclass
+class RunManifest:
+    """Everything ``manifest.json`` holds (see docs/schema.md, "manifest.json")."""
+
+    kind: str
+    fingerprint: str
+    model: dict
+    plan: dict
+    config: dict
+    weights: str | None = None  # SHA-256 digest of the input model's parameters
+    status: str = "running"
+    created: str = field(default_factory=now_iso)
+    updated: str | None = None
+    versions: dict = field(default_factory=versions)
+    corpus: dict | None = None
+    other_corpus: dict | None = None
+    stock: dict | None = None
+    history: list[dict] = field(default_factory=list)
+    best: dict | None = None
+    trainable_parameters: int | None = None
+    input_hashes: dict | None = None
+    input_region_hashes: dict | None = None
+    surgical_regions: list[dict] = field(default_factory=list)
+    lora: dict | None = None
+    invariant: dict = field(default_factory=dict)
+    outcome: dict | None = None
+    timing: dict = field(default_factory=dict)
+    resumed: list[dict] = field(default_factory=list)
+    prefix_cache: dict | None = None
+    warnings: list[str] = field(default_factory=list)  # the model family's surgery warnings
+
+    def __post_init__(self):
+        if self.kind not in RUN_KINDS:
+            raise HeadsurgeonError(f"unknown run kind '{self.kind}'")
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "finished"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> "RunManifest":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in doc.items() if k in names})
 
 
-def save_manifest(run_dir: Path, manifest: dict) -> None:
-    manifest["updated"] = now_iso()
-    write_json(run_dir / MANIFEST, manifest)
+def save_manifest(folder: RunFolder, manifest: RunManifest) -> None:
+    manifest.updated = now_iso()
+    write_document(folder.manifest, manifest.kind, manifest.to_dict())
 
 
-def load_manifest(run_dir: str | Path) -> dict:
-    return read_json_document(Path(run_dir) / MANIFEST, kind="surgery_run")
+def load_manifest(run_dir: str | Path | RunFolder, *, kind: str | None = None) -> RunManifest:
+    """Read a run folder's manifest (either kind unless ``kind`` is given)."""
+    folder = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
+    doc = read_document(folder.manifest, kind=kind or RUN_KINDS)
+    return RunManifest.from_dict(doc)
 
 
-def run_differences(existing: dict, model: dict, plan: dict, config: dict, extra: dict | None = None) -> list[str]:
+def run_differences(existing: RunManifest, model: dict, plan: dict, config: dict, *, weights: str | None,
+                    extra: dict | None = None) -> list[str]:
     """What makes a stored run different from the one asked for, in words (empty: the same run).
 
     Configuration keys the stored run does not have (options added to headsurgeon after it was
     started) count as the same when the new value is that option's default, so upgrading does
-    not orphan a half-finished run.
+    not orphan a half-finished run; likewise a run stored before weights were fingerprinted.
     """
     from .config import SurgeryConfig
 
     diffs = []
-    old_model = existing.get("model") or {}
     for key in ("name", "num_layers", "num_heads"):
-        if old_model.get(key) != model.get(key):
-            diffs.append(f"model {key} {old_model.get(key)!r} there, {model.get(key)!r} now")
-    old_plan = existing.get("plan") or {}
+        if existing.model.get(key) != model.get(key):
+            diffs.append(f"model {key} {existing.model.get(key)!r} there, {model.get(key)!r} now")
+    if existing.weights is not None and weights is not None and existing.weights != weights:
+        diffs.append(f"input weights {existing.weights[:12]} there, {weights[:12]} now (another model under the same name?)")
     for key in ("targets", "gqa_mode"):
-        if old_plan.get(key) != plan.get(key):
-            diffs.append(f"plan {key} {old_plan.get(key)!r} there, {plan.get(key)!r} now")
-    old_cfg = existing.get("config") or {}
+        if existing.plan.get(key) != plan.get(key):
+            diffs.append(f"plan {key} {existing.plan.get(key)!r} there, {plan.get(key)!r} now")
     defaults = SurgeryConfig().to_dict()
     for key, value in config.items():
-        if key in old_cfg:
-            if old_cfg[key] != value:
-                diffs.append(f"{key} {old_cfg[key]!r} there, {value!r} now")
+        if key in existing.config:
+            if existing.config[key] != value:
+                diffs.append(f"{key} {existing.config[key]!r} there, {value!r} now")
         elif key not in defaults or value != defaults[key]:
             diffs.append(f"{key} {value!r} now, not set there")
-    for key, value in (extra or {}).items():  # other top-level manifest entries that identify the run
-        if existing.get(key) != value:
+    for key, value in (extra or {}).items():  # other manifest entries that identify the run (LoRA sizing)
+        if getattr(existing, key, None) != value:
             diffs.append(f"{key} differs")
     return diffs
 
 
-def check_same_run(run_dir: Path, fp: str, *, model: dict, plan: dict, config: dict, extra: dict | None = None,
-                   what: str = "surgery run", kind: str | None = None) -> dict | None:
-    """The existing manifest if ``run_dir`` holds this same run, ``None`` if empty; error if another run."""
-    path = run_dir / MANIFEST
-    if not path.is_file():
-        if run_dir.is_dir() and any(p for p in run_dir.iterdir() if not p.name.startswith(".")):
-            raise HeadsurgeonError(f"output directory {run_dir} is not empty and holds no {what}; choose a new --out")
+def check_same_run(folder: RunFolder, fp: str, *, kind: str, model: dict, plan: dict, config: dict, weights: str | None,
+                   extra: dict | None = None, what: str = "surgery run") -> RunManifest | None:
+    """The existing manifest if the folder holds this same run, ``None`` if empty; error if another run."""
+    if not folder.holds_run():
+        if folder.has_foreign_content():
+            raise HeadsurgeonError(f"output directory {folder.root} is not empty and holds no {what}; choose a new --out")
         return None
-    existing = read_json_document(path, kind=kind or "surgery_run")
-    if existing.get("fingerprint") != fp:
-        diffs = run_differences(existing, model, plan, config, extra)
+    existing = load_manifest(folder)
+    if existing.kind != kind:
+        raise HeadsurgeonError(f"output directory {folder.root} holds a {existing.kind.replace('_', ' ')}, not a {what}; choose a new --out")
+    if existing.fingerprint != fp:
+        diffs = run_differences(existing, model, plan, config, weights=weights, extra=extra)
         if diffs:
             shown = "; ".join(diffs[:3]) + (f"; and {len(diffs) - 3} more" if len(diffs) > 3 else "")
-            raise HeadsurgeonError(f"output directory {run_dir} already holds a different {what} ({shown}); choose a new --out")
+            raise HeadsurgeonError(f"output directory {folder.root} already holds a different {what} ({shown}); choose a new --out")
     return existing
+
+
+__all__ = ["MANIFEST", "RUN_KINDS", "RunManifest", "check_same_run", "fingerprint", "load_manifest", "run_differences", "save_manifest", "versions"]

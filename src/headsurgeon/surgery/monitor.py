@@ -13,7 +13,7 @@ import time
 import torch
 
 from headsurgeon.diagnosis import COLLAPSED, Diagnosis, diagnose_encoded
-from headsurgeon.evaluation.perplexity import perplexity
+from headsurgeon.measurements.perplexity import perplexity
 from headsurgeon.models import LoadedModel
 from headsurgeon.prompts.encoding import EncodedPrompt
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from headsurgeon.diagnosis import Diagnosis
 from headsurgeon.errors import HeadsurgeonError
 
+from .folder import RunFolder
 from .manifest import load_manifest
 from .plan import SurgeryPlan
 from .rules import make_plan
@@ -16,18 +17,18 @@ from .rules import make_plan
 
 def best_diagnosis(run_dir: str | Path) -> Diagnosis:
     """The diagnosis recorded at the run's best step (its last evaluation if there is no best)."""
-    run_dir = Path(run_dir)
-    m = load_manifest(run_dir)
-    best = m.get("best") or {}
-    rows = [r for r in m["history"] if r.get("step") == best.get("step") and r.get("diagnosis")]
-    rows = rows or [r for r in m["history"] if r.get("diagnosis")][-1:]
+    folder = RunFolder(run_dir)
+    m = load_manifest(folder)
+    best = m.best or {}
+    rows = [r for r in m.history if r.get("step") == best.get("step") and r.get("diagnosis")]
+    rows = rows or [r for r in m.history if r.get("diagnosis")][-1:]
     if not rows:
         raise HeadsurgeonError(f"{run_dir} recorded no diagnoses (diagnose_every_eval was off); run `headsurgeon diagnose` on its best model")
-    return Diagnosis.load(run_dir / rows[-1]["diagnosis"])
+    return Diagnosis.load(folder.resolve(rows[-1]["diagnosis"]))
 
 
 def best_model_dir(run_dir: str | Path) -> Path:
-    path = Path(run_dir) / "models" / "best"
+    path = RunFolder(run_dir).model("best")
     if not (path / "config.json").is_file():
         raise HeadsurgeonError(f"{run_dir} has no best model yet; let the run reach its first evaluation")
     return path

@@ -24,9 +24,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from headsurgeon._version import SCHEMA_VERSION, __version__
 from headsurgeon.errors import HeadsurgeonError
-from headsurgeon.io import atomic_write_text, now_iso
+from headsurgeon.io import atomic_write_text, envelope, now_iso
 from headsurgeon.models.adapters import HeadRef
 
 GQA_MODES = ("query", "group")
@@ -92,10 +91,7 @@ class SurgeryPlan:
     # ----- file form ------------------------------------------------------------------
     def to_dict(self) -> dict:
         return {
-            "schema_version": SCHEMA_VERSION,
-            "package_version": __version__,
-            "kind": "plan",
-            "created": self.created,
+            **envelope("plan", created=self.created),
             "model": self.model,
             "gqa_mode": self.gqa_mode,
             "targets": _by_layer(self.targets),

@@ -1,6 +1,6 @@
 """The surgical training loop (on ``accelerate``).
 
-Only the slice pieces are trainable (see :mod:`.slices`). AdamW, linear warmup then cosine
+Only the run's trainable tensors are trained (surgical slices, see :mod:`.slices`, or LoRA matrices). AdamW, linear warmup then cosine
 decay, gradient accumulation, clipping, fp32 or bf16 autocast (the pieces stay fp32: they are
 the master copies), gradient checkpointing. ``accelerate launch`` runs it data-parallel: each
 process takes every ``num_processes``-th micro-batch and only the main process writes.
@@ -23,10 +23,8 @@ from tqdm.auto import tqdm
 from headsurgeon.corpus import epoch_order
 from headsurgeon.errors import HeadsurgeonError
 
-from .checkpoint import latest_training_state, load_training_state, set_rng_state
 from .config import SurgeryConfig
 from .prefix_cache import FrozenPrefixCache
-from .slices import SurgicalSlices
 
 
 class NonFiniteLoss(HeadsurgeonError):
@@ -39,26 +37,6 @@ class LoopState:
     tokens: int = 0
     train_seconds: float = 0.0
     recent_loss: float = float("nan")
-
-
-def resume_training(run_dir, *, pieces, optimizer, scheduler, manifest: dict) -> LoopState | None:
-    """Load the run folder's last training state into the live objects, or return ``None``.
-
-    ``pieces`` is anything with ``load_pieces`` (surgical slices, LoRA factors). The manifest's
-    history is cut back to the checkpoint's step (rows written after it are recomputed) and the
-    resume is recorded, so an interrupted run ends exactly like an uninterrupted one.
-    """
-    path = latest_training_state(run_dir)
-    if path is None:
-        return None
-    saved, extra, prog = load_training_state(path)
-    pieces.load_pieces(saved)
-    optimizer.load_state_dict(extra["optimizer"])
-    scheduler.load_state_dict(extra["scheduler"])
-    set_rng_state(extra["rng"])
-    manifest["history"] = [r for r in manifest["history"] if r["step"] <= prog["step"]]
-    manifest.setdefault("resumed", []).append({"from_step": prog["step"]})
-    return LoopState(step=prog["step"], tokens=prog["tokens"], train_seconds=prog["train_seconds"])
 
 
 def steps_per_epoch(n_sequences: int, cfg: SurgeryConfig, num_processes: int = 1) -> int:
@@ -118,7 +96,7 @@ def train_loop(
     *,
     accelerator,
     model: torch.nn.Module,
-    slices: SurgicalSlices,
+    slices,
     optimizer,
     scheduler,
     train: torch.Tensor,
@@ -129,7 +107,10 @@ def train_loop(
     progress: bool = True,
     prefix_cache: FrozenPrefixCache | None = None,
 ) -> LoopState:
-    """Run optimizer steps ``state.step + 1 .. total_steps``; ``on_step(state, epoch_end)`` after each."""
+    """Run optimizer steps ``state.step + 1 .. total_steps``; ``on_step(state, epoch_end)`` after each.
+
+    ``slices`` is the run's :class:`~headsurgeon.surgery.training_run.Trainable` (surgical
+    slices or LoRA matrices): its ``parameters()`` are clipped and checked for gradients."""
     P, rank = accelerator.num_processes, accelerator.process_index
     per_epoch = steps_per_epoch(len(train), cfg, P)
     if per_epoch < 1:

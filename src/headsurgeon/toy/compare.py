@@ -13,7 +13,7 @@ from pathlib import Path
 
 from headsurgeon.errors import HeadsurgeonError
 from headsurgeon.toy.config import ToyConfig
-from headsurgeon.toy.dynamics import Thresholds
+from headsurgeon.toy.dynamics import DynamicsThresholds
 from headsurgeon.toy.results import ToyCompareResult
 from headsurgeon.toy.task import BigramBackcopy
 from headsurgeon.toy.train import task_for, train
@@ -35,10 +35,10 @@ def variant_config(base: ToyConfig, name: str) -> ToyConfig:
     raise HeadsurgeonError(f"unknown toy variant {name!r}; choose from {', '.join(VARIANTS)}")
 
 
-def compare(base: ToyConfig, *, out_dir: str | Path | None = None,
+def compare_variants(base: ToyConfig, *, out_dir: str | Path | None = None,
             variants: tuple[str, ...] = VARIANTS, progress: bool = True,
             task: BigramBackcopy | None = None,
-            thresholds: Thresholds = Thresholds()) -> ToyCompareResult:
+            thresholds: DynamicsThresholds = DynamicsThresholds()) -> ToyCompareResult:
     """Train every variant of ``base``; with ``out_dir``, write each run into
     ``out_dir/<variant>/`` plus ``compare.png`` and ``toy_compare.json`` at the top."""
     from headsurgeon.toy.figures import plot_compare

@@ -94,7 +94,7 @@ def _ratio(a: float, b: float) -> float:
 
 
 @dataclass(frozen=True)
-class Thresholds:
+class DynamicsThresholds:
     """When a number counts as the phenomenon. Deliberately plain, stated in every summary."""
 
     sink: float = 0.5  # mean BOS weight at non-trigger positions above this = sink
@@ -103,7 +103,7 @@ class Thresholds:
     peak: float = 2.0  # BOS residual norm above this multiple of the others' = peak
 
 
-def summarize(row: dict[str, float], n_layers: int, thresholds: Thresholds = Thresholds()) -> dict:
+def summarize(row: dict[str, float], n_layers: int, thresholds: DynamicsThresholds = DynamicsThresholds()) -> dict:
     """Headline numbers of one measurement row (``train`` passes the mean of the rows logged
     in the last 10% of steps), with yes/no verdicts at ``thresholds``.
 

@@ -16,28 +16,12 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from headsurgeon._version import SCHEMA_VERSION, __version__
+from headsurgeon.io import atomic_write_text, envelope, read_document
 from headsurgeon.toy.config import ToyConfig
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file in the same directory and ``os.replace`` it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _clean(value: Any) -> Any:
@@ -49,15 +33,6 @@ def _clean(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_clean(v) for v in value]
     return value
-
-
-def header(kind: str) -> dict[str, Any]:
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "package_version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "kind": kind,
-    }
 
 
 @dataclass
@@ -78,7 +53,7 @@ class ToyRunResult:
         return {k: v[-1] for k, v in self.dynamics.items()}
 
     def to_json(self) -> dict[str, Any]:
-        return _clean({**header("toy_run"), "config": self.config.to_dict(), "task": self.task,
+        return _clean({**envelope("toy_run"), "config": self.config.to_dict(), "task": self.task,
                        "summary": self.summary, "timing": self.timing, "dynamics": self.dynamics})
 
     def write(self, out_dir: str | Path) -> dict[str, str]:
@@ -101,18 +76,10 @@ def dynamics_csv(dynamics: dict[str, list[float]]) -> str:
     return buf.getvalue()
 
 
-def load_run(path: str | Path) -> dict[str, Any]:
-    """Read a ``toy_run.json`` (or its directory), refusing another schema major version."""
-    from headsurgeon.errors import HeadsurgeonError
-
+def load_toy_run(path: str | Path) -> dict[str, Any]:
+    """Read a ``toy_run.json`` (or its directory), refusing another kind or schema major version."""
     p = Path(path)
-    p = p / "toy_run.json" if p.is_dir() else p
-    if not p.is_file():
-        raise HeadsurgeonError(f"{p} does not exist; point at a toy run directory or its toy_run.json")
-    data = json.loads(p.read_text(encoding="utf-8"))
-    if str(data.get("schema_version", "")).split(".")[0] != SCHEMA_VERSION.split(".")[0]:
-        raise HeadsurgeonError(f"{p} has schema {data.get('schema_version')}; re-run the toy training")
-    return data
+    return read_document(p / "toy_run.json" if p.is_dir() else p, kind="toy_run")
 
 
 @dataclass
@@ -125,7 +92,7 @@ class ToyCompareResult:
 
     def to_json(self) -> dict[str, Any]:
         return _clean({
-            **header("toy_compare"),
+            **envelope("toy_compare"),
             "config": self.base.to_dict(),
             "variants": {
                 name: {"changes": changed_fields(self.base, r.config), "summary": r.summary,

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from headsurgeon.errors import HeadsurgeonError
 from headsurgeon.toy.config import ToyConfig
-from headsurgeon.toy.dynamics import Thresholds, measure, summarize
+from headsurgeon.toy.dynamics import DynamicsThresholds, measure, summarize
 from headsurgeon.toy.model import ToyTransformer
 from headsurgeon.toy.results import ToyRunResult
 from headsurgeon.toy.task import BigramBackcopy, build_task
@@ -51,7 +51,7 @@ def build_model(config: ToyConfig, vocab_size: int) -> ToyTransformer:
 
 
 def train(config: ToyConfig, *, out_dir: str | Path | None = None, progress: bool = True,
-          task: BigramBackcopy | None = None, thresholds: Thresholds = Thresholds(),
+          task: BigramBackcopy | None = None, thresholds: DynamicsThresholds = DynamicsThresholds(),
           label: str = "", on_log: Callable[[int, dict], None] | None = None) -> ToyRunResult:
     """Train one toy model and return its dynamics, final summary and timing.
 

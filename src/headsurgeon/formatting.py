@@ -1,6 +1,8 @@
-"""HTML building blocks for the report: escaping, number formatting, tables, embedded figures,
-and the page skeleton. No script and no external resource, so the file opens offline and
-shows the same thing in any browser; styles are inline in one ``<style>`` block."""
+"""The one place numbers and HTML are formatted: escaping, numbers, percentages, tables,
+embedded figures, and the page skeleton. Used by the run report, the study page and the
+Markdown tables, so one number reads the same everywhere. No script and no external
+resource, so a page opens offline and shows the same thing in any browser; styles are
+inline in one ``<style>`` block."""
 
 from __future__ import annotations
 
@@ -33,7 +35,8 @@ def esc(x) -> str:
 
 
 def num(x, digits: int = 4) -> str:
-    """A number for a table cell: ``–`` for missing, fixed decimals for floats, ints as they are."""
+    """A number for a table cell: ``–`` for missing, ints with thousands separators, floats with
+    ``digits`` decimals (an exponent for numbers too large, or too small to show any digit)."""
     if x is None:
         return "–"
     if isinstance(x, bool):
@@ -44,8 +47,12 @@ def num(x, digits: int = 4) -> str:
         if math.isnan(x):
             return "–"
         if math.isinf(x):
-            return "inf"
-        return f"{x:.{digits}f}" if abs(x) < 1e5 else f"{x:.4g}"
+            return "inf" if x > 0 else "-inf"
+        if abs(x) >= 1e5:
+            return f"{x:.4g}"
+        if x != 0 and abs(x) < 0.5 * 10**-digits:
+            return f"{x:.{max(digits - 1, 1)}e}"
+        return f"{x:.{digits}f}"
     return esc(x)
 
 
@@ -75,10 +82,14 @@ def kv_table(d: dict) -> str:
     return table(["key", "value"], [[esc(k), show(v)] for k, v in d.items()])
 
 
+def img(png: bytes, alt: str) -> str:
+    """A PNG embedded in the page (base64), so the file needs nothing beside it."""
+    return f'<img alt="{esc(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
+
+
 def figure(name: str, png: bytes, caption: str) -> str:
-    data = base64.b64encode(png).decode("ascii")
-    return (f'<figure id="fig-{esc(name)}"><img alt="{esc(name)} figure" src="data:image/png;base64,{data}">'
-            f"<figcaption>{esc(caption)}</figcaption></figure>")
+    return f'<figure id="fig-{esc(name)}">{img(png, f"{name} figure")}<figcaption>{esc(caption)}</figcaption></figure>'
+
 
 
 def card(value: str, label: str, cls: str = "") -> str:
@@ -97,15 +108,3 @@ def page(title: str, sections: list[tuple[str, str, str]], header: str) -> str:
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{_CSS}</style></head>'
             f"<body><main>{header}<nav>{nav}</nav>{body}</main></body></html>")
-
-
-def render_html(report) -> str:
-    """The whole page for a :class:`~headsurgeon.report.build.Report`."""
-    from .sections import all_sections, header
-
-    d = report.data
-    name = (d["run"].get("model") or {}).get("name", "model")
-    sections = all_sections(d, report.figures)
-    if report.study_html:  # before the configuration section, after the run's own results
-        sections.insert(len(sections) - 1, ("study", "Controlled study: does surgery beat its controls?", report.study_html))
-    return page(f"headsurgeon report: {name}", sections, header(d))

@@ -1,9 +1,9 @@
-"""The data every arm of one seed sees, built exactly as :func:`headsurgeon.surgery.operate`
-builds it (same corpus spec, split seed, evaluation subsets and diagnosis prompts).
+"""The data of one training run: corpus, evaluation subsets and diagnosis prompts.
 
-The stock reference and the LoRA arm run outside ``operate``; they must still measure on the
-very same sequences, or a paired comparison would compare different texts. A test checks that
-the stock perplexities computed here equal the ``stock`` row ``operate`` records.
+Built in one place so that every arm of a study (surgery, LoRA, the stock reference) and the
+report's ablation measure on the very same sequences as ``operate``: a paired comparison of
+different texts would compare nothing. A test checks that the stock perplexities a study
+computes from here equal the ``stock`` row ``operate`` records.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from headsurgeon.corpus import CorpusSpec, PackedCorpus, build_corpus, build_eva
 from headsurgeon.models import LoadedModel
 from headsurgeon.prompts import builtin_prompts
 from headsurgeon.prompts.encoding import EncodedPrompt, encode_prompts
-from headsurgeon.surgery import SurgeryConfig
+
+from .config import SurgeryConfig
 
 
 @dataclass
@@ -33,17 +34,22 @@ def diagnosis_prompts(loaded: LoadedModel) -> list[EncodedPrompt]:
     return encode_prompts(loaded.tokenizer, builtin_prompts(), bos="auto", max_length=prompt_len)
 
 
+def training_corpus(tokenizer, cfg: SurgeryConfig | dict, *, progress: bool = False) -> PackedCorpus:
+    """The run's packed corpus and held-out split (deterministic in the configuration)."""
+    c = cfg if isinstance(cfg, dict) else cfg.to_dict()
+    spec = CorpusSpec(source=c["corpus"], heldout_fraction=c["heldout_fraction"], max_tokens=c.get("max_train_tokens"))
+    return build_corpus(tokenizer, spec, seq_len=c["seq_len"], seed=c["seed"], progress=progress)
+
+
 def run_data(loaded: LoadedModel, cfg: SurgeryConfig, *, progress: bool = False) -> RunData:
     tok = loaded.tokenizer
-    corpus = build_corpus(
-        tok, CorpusSpec(source=cfg.corpus, heldout_fraction=cfg.heldout_fraction, max_tokens=cfg.max_train_tokens),
-        seq_len=cfg.seq_len, seed=cfg.seed, progress=progress,
-    )
+    corpus = training_corpus(tok, cfg, progress=progress)
     other = None
     if cfg.other_corpus:
         other = build_eval_set(tok, CorpusSpec(source=cfg.other_corpus), seq_len=cfg.seq_len, max_sequences=cfg.eval_sequences,
                                progress=progress)
     n = cfg.eval_sequences
+    # Evenly spaced rows: packed rows follow file order, so the first n would be one document's text.
     eval_sets = {"train": spread_rows(corpus.train, n), "heldout": spread_rows(corpus.heldout, n),
                  "other": None if other is None else other.sequences}
     prompts = diagnosis_prompts(loaded) if cfg.diagnose_every_eval else None

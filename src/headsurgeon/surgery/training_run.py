@@ -1,0 +1,336 @@
+"""One training-run skeleton for every recipe that trains a few tensors of a frozen model.
+
+``operate`` (surgical slices) and the study's LoRA arm (LoRA matrices) are the same run: the
+identity check, the corpus and evaluation sets, the stock evaluation, AdamW with warmup +
+cosine, the data-parallel wrapping, the evaluation rows, best tracking, checkpoints, resume,
+NaN handling and timing all live here once. What differs sits behind :class:`Trainable`:
+which tensors are created and trained, what the first history row is, what is written for the
+best and last steps, and what is checked at the end.
+
+The order of work is chosen so a run folder can be resumed from its first byte on disk:
+
+1. the run's identity (input weights digest, plan, settings) is computed and compared with
+   the folder's manifest, under the folder's lock, before anything is trained;
+2. everything that can refuse the run (the corpus, too few sequences for one step, the
+   prefix cache) is checked before the first file is written;
+3. the manifest is written first; the stock evaluation, the first row and checkpoint 0 follow;
+   a run killed anywhere in between starts again from what is on disk;
+4. every checkpoint carries its history rows, so the rows a resumed run continues with belong
+   to the weights it continues from, and none is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from headsurgeon.errors import HeadsurgeonError
+from headsurgeon.models import LoadedModel
+
+from .checkpoint import generations, load_training_state, save_training_state, tell
+from .config import SurgeryConfig, is_better
+from .data import RunData, run_data
+from .folder import RunFolder
+from .invariant import weights_digest
+from .killpoints import kill_point
+from .manifest import RunManifest, check_same_run, fingerprint, load_manifest, save_manifest
+from .monitor import evaluate_state
+from .plan import SurgeryPlan
+from .train import LoopState, NonFiniteLoss, make_accelerator, make_scheduler, steps_per_epoch, train_loop
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or a simulated kill) during a run; the message says what was kept and how to resume."""
+
+
+@dataclass
+class SurgeryResult:
+    """A finished (or stopped) run: its folder and manifest, with shortcuts to the headline numbers."""
+
+    run_dir: Path
+    manifest: dict
+
+    @property
+    def folder(self) -> RunFolder:
+        return RunFolder(self.run_dir)
+
+    @property
+    def history(self) -> list[dict]:
+        return self.manifest["history"]
+
+    @property
+    def best(self) -> dict | None:
+        return self.manifest["best"]
+
+    @property
+    def invariant_held(self) -> bool:
+        return bool(self.manifest["invariant"].get("final", {}).get("held"))
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> "SurgeryResult":
+        return cls(Path(run_dir), load_manifest(run_dir).to_dict())
+
+
+class Trainable(ABC):
+    """What a run trains, and the few decisions that depend on it.
+
+    A subclass is constructed cheaply (nothing is changed in the model) so its :meth:`identity`
+    can be checked first; :meth:`install` then creates the trainable tensors, seeded.
+    """
+
+    kind: str  # the manifest's kind
+    what: str  # how error messages name the run
+    keeps_epoch_models = False
+
+    def __init__(self, loaded: LoadedModel, plan: SurgeryPlan, cfg: SurgeryConfig):
+        self.loaded, self.plan, self.cfg = loaded, plan, cfg
+        self.adapter = loaded.adapter  # also lets the training loop use the fused attention path
+
+    def identity(self) -> dict:
+        """Manifest entries beyond model, plan and settings that identify the run."""
+        return {}
+
+    @abstractmethod
+    def install(self, manifest: RunManifest) -> None:
+        """Create the trainable tensors in the model (and record what the manifest needs)."""
+
+    @abstractmethod
+    def parameters(self) -> list[torch.nn.Parameter]: ...
+
+    @abstractmethod
+    def named_pieces(self) -> dict[str, torch.nn.Parameter]: ...
+
+    def load_pieces(self, tensors: dict[str, torch.Tensor]) -> None:
+        with torch.no_grad():
+            for key, p in self.named_pieces().items():
+                p.copy_(tensors[key])
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    @abstractmethod
+    def start_row(self, evaluate: Callable[[str], dict], manifest: RunManifest) -> dict:
+        """The step-0 history row (without the step counters)."""
+
+    @abstractmethod
+    def save(self, folder: RunFolder, tag: str, manifest: RunManifest, *, same_as: str | None = None) -> str:
+        """Write what is kept for ``tag`` (best, final, epoch-N); its path relative to the folder.
+
+        ``same_as``: a tag already written with the very same weights (stored once)."""
+
+    def finish(self, folder: RunFolder, manifest: RunManifest, *, main: bool) -> None:  # noqa: B027 - a hook with nothing to do by default
+        """After the last step (every process): checks and clean-up of the model."""
+
+
+def recollapsed_targets(history: list[dict], targets: list[str]) -> list[str]:
+    """Targets healthy at some evaluation after the start and collapsed at a later one."""
+    ever, back = set(), set()
+    for row in history[1:]:
+        now = set(row.get("targets_collapsed", []))
+        back |= ever & now
+        ever |= set(targets) - now
+    return sorted(back)
+
+
+def _enable_gradient_checkpointing(model) -> None:
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x name
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def _kept(folder: RunFolder) -> str:
+    gens = generations(folder.checkpoints)
+    if gens:
+        step = int(gens[0].name[5:])
+        return f"kept {folder.root} with its checkpoint at step {step} and the evaluations up to it"
+    if folder.holds_run():
+        return f"kept {folder.root} (no training step checkpointed yet; what was evaluated is kept)"
+    return "nothing was written"
+
+
+def run_training(
+    trainable: Trainable,
+    *,
+    out_dir: str | Path,
+    progress: bool = True,
+    stop_after_step: int | None = None,
+) -> SurgeryResult:
+    """Train ``trainable`` in the run folder ``out_dir`` (resuming it, or returning it if finished)."""
+    loaded, plan, cfg = trainable.loaded, trainable.plan, trainable.cfg
+    folder = RunFolder(out_dir)
+    folder.ensure_writable()
+    plan.check_against(loaded.adapter.num_layers, loaded.adapter.num_heads, loaded.name)
+    weights = weights_digest(loaded.model)
+    ident = trainable.identity()
+    model_doc, plan_doc, cfg_doc = loaded.describe(), plan.to_dict(), cfg.to_dict()
+    fp = fingerprint(model_doc, plan_doc, cfg_doc, weights=weights, extra=ident)
+    accelerator = make_accelerator(cfg.precision)
+    main = accelerator.is_main_process
+    try:
+        with folder.locked() if main else nullcontext():
+            existing = check_same_run(folder, fp, kind=trainable.kind, model=model_doc, plan=plan_doc, config=cfg_doc,
+                                      weights=weights, extra=ident, what=trainable.what)
+            # Only now is the folder known to be ours (this run's, or empty): clean what killed writes left.
+            if main and (removed := folder.remove_leftovers()):
+                tell(f"removed {len(removed)} leftovers of an interrupted write in {folder.root} ({', '.join(removed[:3])}"
+                     f"{', ...' if len(removed) > 3 else ''})")
+            accelerator.wait_for_everyone()  # every process has read the folder before the main one writes to it
+            if existing is not None and existing.finished:
+                return SurgeryResult(folder.root, existing.to_dict())
+            data = run_data(loaded, cfg, progress=progress)
+            return _train(trainable, folder, data, accelerator, existing=existing,
+                          manifest=existing or RunManifest(kind=trainable.kind, fingerprint=fp, model=model_doc, plan=plan_doc, config=cfg_doc,
+                                                           weights=weights, corpus=data.corpus.info, other_corpus=data.other_info, **ident),
+                          progress=progress, stop_after_step=stop_after_step)
+    except RunInterrupted:
+        raise
+    except KeyboardInterrupt as exc:
+        why = f" ({exc})" if str(exc) else ""
+        raise RunInterrupted(f"interrupted{why}; {_kept(folder)}; run the same command again to resume") from None
+
+
+def _train(trainable: Trainable, folder: RunFolder, data: RunData, accelerator, *, existing: RunManifest | None,
+           manifest: RunManifest, progress: bool, stop_after_step: int | None) -> SurgeryResult:
+    loaded, plan, cfg = trainable.loaded, trainable.plan, trainable.cfg
+    main = accelerator.is_main_process
+    train = data.corpus.train
+    per_epoch = steps_per_epoch(len(train), cfg, accelerator.num_processes)
+    if per_epoch < 1:
+        raise HeadsurgeonError(
+            f"the corpus gives {len(train)} training sequences of {cfg.seq_len} tokens, fewer than one optimizer step "
+            f"needs ({cfg.batch_size * cfg.grad_accum * accelerator.num_processes}); use more text, a shorter --seq-len or smaller batches"
+        )
+    total = cfg.max_steps or cfg.epochs * per_epoch
+    prefix_cache = None
+    if cfg.cache_frozen_prefix:
+        from .prefix_cache import FrozenPrefixCache
+
+        prefix_cache = FrozenPrefixCache(loaded.adapter, min(h.layer for h in plan.targets), len(train),
+                                         max_bytes=int(cfg.prefix_cache_gb * 2**30))
+
+    def save() -> None:
+        if main:
+            save_manifest(folder, manifest)
+
+    def evaluate(tag: str) -> dict:
+        row, diag = evaluate_state(loaded, data.eval_sets, data.prompts, plan, batch_size=cfg.eval_batch_size)
+        if diag is not None:
+            row["diagnosis"] = folder.diagnosis_rel(tag)
+            if main:
+                diag.save(folder.diagnosis(tag))
+        return row
+
+    if existing is None:
+        manifest.warnings = loaded.adapter.surgery_warnings()  # e.g. OLMo 2: surgery is not local
+        for warning in manifest.warnings:
+            if main:
+                logging.getLogger("headsurgeon").warning("warning: %s", warning)
+        save()
+        kill_point("manifest-created")
+    if manifest.stock is None:
+        manifest.stock = evaluate("stock")
+        save()
+        kill_point("stock-evaluated")
+
+    trainable.install(manifest)
+    manifest.trainable_parameters = trainable.num_parameters()
+    if cfg.gradient_checkpointing:
+        _enable_gradient_checkpointing(loaded.model)
+    optimizer = torch.optim.AdamW(trainable.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = make_scheduler(optimizer, cfg, total)
+    # Under several processes the training forward goes through DDP (gradients all-reduced);
+    # evaluation and saving keep using the plain model, which the wrapper shares parameters with.
+    loaded.model.to(accelerator.device)
+    train_model = accelerator.prepare_model(loaded.model) if accelerator.num_processes > 1 else loaded.model
+    optimizer = accelerator.prepare_optimizer(optimizer)
+    state = LoopState()
+
+    def checkpoint(step: int) -> None:
+        if not main:
+            return
+        save_training_state(folder.checkpoints, step=step, pieces={k: p.data for k, p in trainable.named_pieces().items()},
+                            optimizer=optimizer, scheduler=scheduler,
+                            progress={"step": step, "tokens": state.tokens, "train_seconds": state.train_seconds},
+                            history=manifest.history, best=manifest.best)
+        save()
+        kill_point("manifest-saved")
+
+    def maybe_best(row: dict) -> None:
+        metric = cfg.best_metric
+        value, best = row.get(metric), manifest.best
+        if value is not None and is_better(value, None if best is None else best["value"], metric):
+            path = trainable.save(folder, "best", manifest) if main else None
+            manifest.best = {"metric": metric, "value": value, "step": row["step"], "path": path}
+
+    resumed = load_training_state(folder.checkpoints) if existing is not None else None
+    if resumed is not None:
+        for s in resumed.skipped:
+            tell(f"checkpoint step {s['step']} in {folder.checkpoints} is damaged ({s['why']}); resuming from step {resumed.step}")
+        trainable.load_pieces(resumed.pieces)
+        optimizer.load_state_dict(resumed.optimizer)
+        scheduler.load_state_dict(resumed.scheduler)
+        resumed.restore_rng()
+        manifest.history, manifest.best = resumed.history, resumed.best
+        manifest.resumed.append({"from_step": resumed.step, **({"damaged_skipped": resumed.skipped} if resumed.skipped else {})})
+        state = LoopState(step=resumed.progress["step"], tokens=resumed.progress["tokens"], train_seconds=resumed.progress["train_seconds"])
+    else:
+        manifest.history = [{"step": 0, "epoch": 0.0, "tokens": 0, "lr": 0.0, **trainable.start_row(evaluate, manifest)}]
+        maybe_best(manifest.history[0])
+        checkpoint(0)
+
+    def on_step(st: LoopState, epoch_end: bool) -> None:
+        kill_point("step")
+        if stop_after_step is not None and st.step > stop_after_step:
+            raise KeyboardInterrupt(f"simulated kill after step {stop_after_step}")
+        if not (st.step % cfg.eval_every == 0 or epoch_end or st.step == total):
+            return
+        row = {"step": st.step, "epoch": round(st.step / per_epoch, 3), "tokens": st.tokens, "train_loss": round(st.recent_loss, 4),
+               "lr": scheduler.get_last_lr()[0], "tokens_per_second": round(st.tokens / max(st.train_seconds, 1e-9), 1),
+               "epoch_end": epoch_end, **evaluate(folder.step_tag(st.step))}
+        manifest.history.append(row)
+        maybe_best(row)
+        if epoch_end and cfg.keep_epoch_models and trainable.keeps_epoch_models and main:
+            trainable.save(folder, f"epoch-{st.step // per_epoch}", manifest)
+        checkpoint(st.step)
+
+    start = time.perf_counter()
+    try:
+        state = train_loop(accelerator=accelerator, model=train_model, slices=trainable, optimizer=optimizer, scheduler=scheduler,
+                           train=train, cfg=cfg, total_steps=total, state=state, on_step=on_step, progress=progress,
+                           prefix_cache=prefix_cache)
+    except NonFiniteLoss as exc:
+        manifest.status = f"stopped: {exc}"
+        save()
+        last = generations(folder.checkpoints)
+        raise HeadsurgeonError(f"{exc}; stopped, the last good checkpoint is {last[0] if last else 'none'}; "
+                               "lower --lr or use --precision fp32") from None
+    finally:
+        loaded.model.eval()
+    if main:
+        best_is_last = manifest.best is not None and manifest.best["step"] == state.step
+        trainable.save(folder, "final", manifest, same_as="best" if best_is_last else None)
+    trainable.finish(folder, manifest, main=main)
+    hist = manifest.history
+    manifest.outcome = {
+        "targets": len(plan.targets),
+        "targets_healthy_final": hist[-1].get("targets_healthy"),
+        "recollapsed_targets": recollapsed_targets(hist, [str(h) for h in plan.targets]),
+        "steps": state.step,
+        "tokens": state.tokens,
+    }
+    if prefix_cache is not None:
+        manifest.prefix_cache = {"first_layer": prefix_cache.first_layer, "sequences_kept": int(prefix_cache.filled.sum()),
+                                 "micro_batches_skipped": prefix_cache.hits, "micro_batches_computed": prefix_cache.fills}
+    manifest.timing = {"wall_seconds_this_session": time.perf_counter() - start, "train_seconds": state.train_seconds,
+                       "tokens_per_second": round(state.tokens / max(state.train_seconds, 1e-9), 1)}
+    manifest.status = "finished"
+    save()
+    return SurgeryResult(folder.root, manifest.to_dict())
