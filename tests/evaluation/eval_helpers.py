@@ -6,15 +6,14 @@ point (a threshold test at exactly 0.0625 means what it says).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from headsurgeon._version import SCHEMA_VERSION
 from headsurgeon.diagnosis import Diagnosis
 from headsurgeon.models.adapters import HeadRef
-from headsurgeon.surgery import SurgeryPlan
+from headsurgeon.surgery import RunFolder, RunManifest, SurgeryConfig, SurgeryPlan
+from headsurgeon.surgery.manifest import save_manifest
 
 #: 3 layers x 4 heads, in 64ths. Targets L1H0, L2H0; frozen in zone L1H1, L2H1.
 BEFORE = [[8, 16, 20, 24], [58, 20, 40, 6], [62, 12, 30, 4]]
@@ -52,8 +51,8 @@ def fake_run(root: Path, points: list, plan: SurgeryPlan = PLAN, steps=(0, 4, 8)
         d.save(root / rel)
         history.append({"step": step, "epoch": step / 8, "tokens": step * 64, "train_ppl": 10.0 - step / 4,
                         "heldout_ppl": 11.0 - step / 8, "diagnosis": rel})
-    manifest = {"schema_version": SCHEMA_VERSION, "kind": "surgery_run", "status": "finished", "plan": plan.to_dict(),
-                "model": points[0].model, "stock": {"train_ppl": 9.0, "heldout_ppl": 10.0, "diagnosis": "diagnoses/stock.json"},
-                "history": history, "best": {"metric": "heldout_ppl", "value": 10.0, "step": 8}}
-    (root / "manifest.json").write_text(json.dumps(manifest))
+    manifest = RunManifest(kind="surgery_run", fingerprint="hand-made", status="finished", plan=plan.to_dict(), model=points[0].model,
+                           config=SurgeryConfig().to_dict(), stock={"train_ppl": 9.0, "heldout_ppl": 10.0, "diagnosis": "diagnoses/stock.json"},
+                           history=history, best={"metric": "heldout_ppl", "value": 10.0, "step": 8, "path": "models/best"})
+    save_manifest(RunFolder(root), manifest)
     return root

@@ -8,26 +8,8 @@ from typing import Optional
 
 import typer
 
-from headsurgeon.errors import HeadsurgeonError
-
 from .bigmodel_options import ACTIVATION_BUDGET, DEVICE_MAP, MAX_MEMORY, OFFLOAD_FOLDER, STREAM, big_model_kwargs
 from .model_options import device_option, dtype_option
-
-
-def parse_heads(values: list[str]):
-    """``["L15H3", "3:2"]`` -> HeadRefs (zero-based)."""
-    import re
-
-    from headsurgeon.models.adapters import HeadRef
-
-    out = []
-    for v in values:
-        m = re.fullmatch(r"\s*[Ll](\d+)\s*[Hh](\d+)\s*|\s*(\d+)\s*:\s*(\d+)\s*", v)
-        if not m:
-            raise HeadsurgeonError(f"--head expects L<layer>H<head> or layer:head (zero-based), not '{v}'")
-        nums = [int(g) for g in m.groups() if g is not None]
-        out.append(HeadRef(nums[0], nums[1]))
-    return out
 
 
 def register(app: typer.Typer) -> None:
@@ -64,6 +46,7 @@ def register(app: typer.Typer) -> None:
         heads as always active / always dormant / domain-dependent; measure interventions per domain."""
         from headsurgeon.extremes import ExtremesSettings, run_extremes
         from headsurgeon.extremes.domains import parse_domain_option
+        from headsurgeon.surgery.rules import parse_head
 
         from headsurgeon.extremes.display import print_extremes
 
@@ -74,7 +57,7 @@ def register(app: typer.Typer) -> None:
         )
         res = run_extremes(
             model, domains=[d.strip() for d in builtin.split(",") if d.strip()], domain_files=parse_domain_option(domain),
-            local_text=local_text, what=only, settings=settings, heads=parse_heads(head) if head else None,
+            local_text=local_text, what=only, settings=settings, heads=[parse_head(h) for h in head] if head else None,
             bos=bos, max_length=max_length, batch_size=batch_size, out_dir=out, progress=progress,
             device=device, dtype=dtype,
             **big_model_kwargs(stream, activation_budget, device_map, max_memory, offload_folder),

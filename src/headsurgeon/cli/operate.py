@@ -70,6 +70,6 @@ def register(app: typer.Typer) -> None:
             console.print(f"[yellow]warning:[/yellow] {warning}")
         if not result.invariant_held:
             changed = (m["invariant"].get("final") or {}).get("changed") or []
-            typer.echo(f"error: the invariant was violated: {len(changed)} frozen tensors of {result.run_dir / 'models/final'} differ from "
+            typer.echo(f"error: the invariant was violated: {len(changed)} frozen tensors of {result.folder.model('final')} differ from "
                        "the input model; do not use this model, and report it", err=True)
             raise typer.Exit(1)

@@ -59,7 +59,7 @@ def stock_folder(run: RunRecord, spec: str | None) -> tuple[Path | None, str | N
 
 def cached(run: RunRecord, name: str, key: dict, reuse: bool, compute) -> dict:
     """``compute()`` unless ``RUN/evaluation/<name>.json`` holds a result for the same ``key``."""
-    path = run.run_dir / "evaluation" / f"{name}.json"
+    path = run.folder.report_part(name)
     if reuse and path.is_file():
         try:
             doc = read_document(path, kind="report_piece")

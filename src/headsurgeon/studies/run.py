@@ -105,13 +105,14 @@ def _load_final_weights(loaded: LoadedModel, run_dir: Path) -> None:
         state.update(load_file(str(f)))
     result = loaded.model.load_state_dict(state, strict=False)
     if result.unexpected_keys:
-        raise HeadsurgeonError(f"{run_dir}/models/final does not fit this model ({result.unexpected_keys[0]}); choose a new --out")
+        raise HeadsurgeonError(f"{RunFolder(run_dir).model('final')} does not fit this model ({result.unexpected_keys[0]}); choose a new --out")
 
 
 def _training_run(arm: str, factory, plan: SurgeryPlan, cfg: SurgeryConfig, run_dir: Path, *, reference: dict,
                   stock_diag: Diagnosis, heldout, settings: StudySettings, progress: bool) -> tuple[dict, dict, bool]:
     """Train one (arm, seed) unless finished; measure it unless measured. Returns (manifest, measures, reused)."""
-    folder, meas_path = RunFolder(run_dir), run_dir / "study-measures.json"
+    folder = RunFolder(run_dir)
+    meas_path = folder.study_measures
     kind = "lora_run" if arm == "lora" else "surgery_run"
     before = load_manifest(folder, kind=kind).to_dict() if folder.holds_run() else None
     finished_before = before is not None and before.get("status") == "finished"

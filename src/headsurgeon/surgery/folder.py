@@ -7,6 +7,8 @@ Layout (``operate`` and the study's LoRA arm write the same one)::
     RUN/checkpoints/step-NNNNNN/    training-state generations (:mod:`.checkpoint`), the last two kept
     RUN/models/<tag>/               full models (surgery: best, final, epoch-N; plain save_pretrained)
     RUN/adapter/<tag>.safetensors   LoRA matrices (the LoRA arm's best and final)
+    RUN/evaluation/<part>.json      the report's cached model-loading results (generations, ...)
+    RUN/study-measures.json         a study's end-of-run measures of this run
     RUN/.lock                       held (``flock``) by the process working in the folder
 
 Writers and readers (``compare``, ``report``, studies, the next surgery pass) ask this type for
@@ -29,7 +31,7 @@ from headsurgeon.errors import HeadsurgeonError
 MANIFEST = "manifest.json"
 LOCK = ".lock"
 #: Prefixes (and a suffix) of names that only ever exist while an atomic write is under way.
-TEMP_PREFIXES = (".tmp-", ".old-", ".write-test-")
+TEMP_PREFIXES = (".tmp-", ".old-")
 TEMP_SUFFIX = ".tmp"
 
 
@@ -78,6 +80,13 @@ class RunFolder:
     def adapter(self, tag: str) -> Path:
         return self.root / self.adapter_rel(tag)
 
+    def report_part(self, name: str) -> Path:
+        return self.root / "evaluation" / f"{name}.json"
+
+    @property
+    def study_measures(self) -> Path:
+        return self.root / "study-measures.json"
+
     def resolve(self, rel: str) -> Path:
         """A path recorded in the manifest (relative to the folder)."""
         return self.root / rel
@@ -123,7 +132,7 @@ class RunFolder:
     def remove_leftovers(self) -> list[str]:
         """Delete what interrupted atomic writes left behind; returns the removed names (relative)."""
         removed = []
-        for parent in (self.root, self.checkpoints, self.models, self.root / "diagnoses", self.root / "adapter"):
+        for parent in (self.root, self.checkpoints, self.models, self.root / "diagnoses", self.root / "adapter", self.root / "evaluation"):
             if not parent.is_dir():
                 continue
             for p in parent.iterdir():
