@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from torch_threads import one_torch_thread
 
 # This conftest also applies to the sub-folders' tests: keep global side effects harmless.

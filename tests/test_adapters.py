@@ -22,7 +22,6 @@ import pytest
 import torch
 
 from headsurgeon.capture import ENGINE
-
 from headsurgeon.errors import UnsupportedArchitectureError
 from headsurgeon.models import adapter_for, supported_model_types, wrap_model
 from headsurgeon.models.tiny import tiny_model_and_tokenizer

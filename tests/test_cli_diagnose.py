@@ -15,7 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-
 BAD_INPUT = {
     # case: (argv after `diagnose` with {placeholders}, expected words in the error line)
     "missing-model-path": (["--model", "{tmp}/no/such/model"], "does not exist"),

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from headsurgeon.capture import ENGINE, chunked_row_stats, fused_row_stats, measure_attention, rows_from_maps
-from headsurgeon.capture import engine as engine_module
+from headsurgeon.capture import ENGINE, chunked_row_stats, engine as engine_module, fused_row_stats, measure_attention, rows_from_maps
 from headsurgeon.capture.checks import check_row_stats
 from headsurgeon.capture.rowstats import RowStats, repeat_kv
 from headsurgeon.diagnosis import collect_head_stats

@@ -8,14 +8,13 @@ import re
 import numpy as np
 import pytest
 import torch
+from corpus_helpers import marked_docs, write_docs
 
 from headsurgeon.corpus import CorpusSpec, build_corpus, build_eval_set
 from headsurgeon.corpus.split import select, unit_hash
 from headsurgeon.corpus.tokenize import tokenize_source
 from headsurgeon.errors import HeadsurgeonError
 from headsurgeon.models.tiny import byte_tokenizer
-
-from corpus_helpers import marked_docs, write_docs
 
 EOS = 257
 

@@ -7,8 +7,7 @@ from itertools import islice
 
 import pytest
 
-from headsurgeon.corpus import CorpusSpec, build_corpus, load_documents
-from headsurgeon.corpus import builtin
+from headsurgeon.corpus import CorpusSpec, build_corpus, builtin, load_documents
 
 
 @pytest.mark.skipif(not builtin.PYTHON_DOCS_DIR.is_dir(), reason="Debian python3.11-doc is not installed")

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import datasets
 import pytest
+from corpus_helpers import write_docs
 
-from headsurgeon.corpus import CorpusSpec, load_documents
-from headsurgeon.corpus import builtin, sources
+from headsurgeon.corpus import CorpusSpec, builtin, load_documents, sources
 from headsurgeon.corpus.builtin import split_fortunes
 from headsurgeon.corpus.rest import rest_to_prose
 from headsurgeon.corpus.sources import parse_hub_source
 from headsurgeon.errors import HeadsurgeonError
-
-from corpus_helpers import write_docs
 
 
 def test_folder_is_recursive_sorted_and_text_only(tmp_path):

@@ -2,11 +2,10 @@
 
 import numpy as np
 import pytest
+from eval_helpers import AFTER, BEFORE, MID, PLAN, diag, fake_run
 
 from headsurgeon.errors import HeadsurgeonError
 from headsurgeon.evaluation import Comparison, compare
-
-from eval_helpers import AFTER, BEFORE, MID, PLAN, diag, fake_run
 
 S = 1 / 64
 

@@ -9,7 +9,14 @@ from eval_helpers import AFTER, BEFORE, MID, PLAN, diag, fake_run
 
 from headsurgeon.evaluation import compare, load_run, perplexity_trajectory, write_comparison
 from headsurgeon.evaluation.figures import (
-    column_figure, drift_figure, histogram_figure, key_indices, perplexity_figure, png_bytes, topology_figure, zone_figure,
+    column_figure,
+    drift_figure,
+    histogram_figure,
+    key_indices,
+    perplexity_figure,
+    png_bytes,
+    topology_figure,
+    zone_figure,
 )
 
 

@@ -8,8 +8,16 @@ from eval_helpers import AFTER, BEFORE, MID, PLAN, diag, fake_run
 
 from headsurgeon.errors import HeadsurgeonError
 from headsurgeon.evaluation import (
-    GenerationSettings, ablation_before_after, ablation_effects, ablation_groups, compare_dormancy, generate_side_by_side,
-    load_run, mlp_dormancy, per_head_effects, perplexity_trajectory,
+    GenerationSettings,
+    ablation_before_after,
+    ablation_effects,
+    ablation_groups,
+    compare_dormancy,
+    generate_side_by_side,
+    load_run,
+    mlp_dormancy,
+    per_head_effects,
+    perplexity_trajectory,
 )
 from headsurgeon.models import wrap_model
 from headsurgeon.models.adapters import HeadRef

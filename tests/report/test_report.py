@@ -7,8 +7,8 @@ import re
 from html import escape
 
 import pytest
-from conftest import PLAN, make_corpus, tiny_config
 
+from conftest import PLAN, make_corpus, tiny_config
 from headsurgeon.cli.main import run as cli
 from headsurgeon.evaluation import compare, load_run, perplexity_trajectory
 from headsurgeon.models import wrap_model

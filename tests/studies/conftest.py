@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from torch_threads import one_torch_thread
 
 

@@ -2,13 +2,12 @@
 
 import numpy as np
 import pytest
+from study_helpers import synthetic_diagnosis
 
 from headsurgeon.diagnosis import HEALTHY
 from headsurgeon.errors import HeadsurgeonError
 from headsurgeon.models.adapters import HeadRef
 from headsurgeon.studies import StudySettings, arm_plans, choose_targets, extended_columns, random_healthy
-
-from study_helpers import synthetic_diagnosis
 
 
 @pytest.fixture

@@ -3,13 +3,12 @@
 import pytest
 import torch
 from safetensors.torch import load_file
+from study_helpers import tiny_lm
 
 from headsurgeon.errors import HeadsurgeonError
 from headsurgeon.models.adapters import HeadRef
 from headsurgeon.studies import LoraPieces, matched_sizing, surgical_parameter_count, train_lora
 from headsurgeon.surgery import SurgeryPlan, SurgicalSlices, preset
-
-from study_helpers import tiny_lm
 
 PLAN = SurgeryPlan(model={}, targets=[HeadRef(0, 1), HeadRef(1, 2), HeadRef(1, 3)])
 

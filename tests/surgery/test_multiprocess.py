@@ -10,9 +10,9 @@ same skeleton and must agree the same way (its gradients are all-reduced too).
 
 import json
 import os
-from pathlib import Path
 import subprocess
 import sys
+from pathlib import Path
 
 import torch
 from safetensors.torch import load_file

@@ -190,11 +190,10 @@ def test_leftovers_of_interrupted_writes_are_removed_on_start(text_corpus, tmp_p
     assert not any(p.exists() for p in planted) and not (run / ".manifest.json.k2j3.tmp").exists()
 
 
-def test_a_run_refused_by_its_settings_leaves_no_folder_behind(tmp_path):
-    short = tmp_path / "short.txt"
-    short.write_text("just a few words here, " * 30)
+def test_a_run_refused_by_its_settings_leaves_no_folder_behind(text_corpus, tmp_path):
+    """Settings that cannot work are found before the first file is written (the folder stays usable)."""
     with pytest.raises(HeadsurgeonError, match="fewer than one optimizer step"):
-        operate(_lm(), PLAN, out_dir=tmp_path / "run", config=_cfg(short, seq_len=64, batch_size=8, grad_accum=8), progress=False)
+        operate(_lm(), PLAN, out_dir=tmp_path / "run", config=_cfg(text_corpus, batch_size=64, grad_accum=64), progress=False)
     assert not RunFolder(tmp_path / "run").holds_run() and not RunFolder(tmp_path / "run").has_foreign_content()
 
 

@@ -45,10 +45,9 @@ def register(app: typer.Typer) -> None:
         """Find sink tokens, value-state drains, residual-state peaks and massive dimensions; classify
         heads as always active / always dormant / domain-dependent; measure interventions per domain."""
         from headsurgeon.extremes import ExtremesSettings, run_extremes
+        from headsurgeon.extremes.display import print_extremes
         from headsurgeon.extremes.domains import parse_domain_option
         from headsurgeon.surgery.rules import parse_head
-
-        from headsurgeon.extremes.display import print_extremes
 
         settings = ExtremesSettings(
             sink_threshold=sink_threshold, sink_head_fraction=sink_head_fraction, dormant_threshold=dormant_threshold,

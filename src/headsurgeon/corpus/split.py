@@ -26,7 +26,7 @@ from .tokenize import TokenTable
 
 def unit_hash(seed: int, doc_id: str) -> float:
     """Deterministic uniform number in [0, 1) for a (seed, document id) pair."""
-    digest = hashlib.sha256(f"{seed}:{doc_id}".encode("utf-8")).digest()
+    digest = hashlib.sha256(f"{seed}:{doc_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
 

@@ -179,7 +179,7 @@ class Diagnosis:
         }
 
     @classmethod
-    def from_dict(cls, doc: dict) -> "Diagnosis":
+    def from_dict(cls, doc: dict) -> Diagnosis:
         if doc.get("kind") != "diagnosis":
             raise HeadsurgeonError(f"this JSON is a '{doc.get('kind')}' document, not a diagnosis; pass a diagnosis.json")
         return cls(
@@ -200,5 +200,5 @@ class Diagnosis:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "Diagnosis":
+    def load(cls, path: str | Path) -> Diagnosis:
         return cls.from_dict(read_document(path, kind="diagnosis"))

@@ -2,8 +2,9 @@
 drift, generations, MLP dormancy, figures (the HTML report lives in :mod:`headsurgeon.report`)."""
 
 from headsurgeon.measurements import AblationResult, PerplexityResult, ablated_heads, ablation_effects, per_head_effects, perplexity
+
 from .compare import Comparison, compare
-from .generation import DEFAULT_GENERATION_PROMPTS, GenerationSettings, Generations, generate_side_by_side
+from .generation import DEFAULT_GENERATION_PROMPTS, Generations, GenerationSettings, generate_side_by_side
 from .head_ablation import ablation_before_after, ablation_groups
 from .inputs import Point, RunRecord, load_run, resolve_points
 from .mlp_dormancy import compare_dormancy, mlp_dormancy

@@ -169,7 +169,7 @@ class Comparison:
         }
 
     @classmethod
-    def from_dict(cls, doc: dict) -> "Comparison":
+    def from_dict(cls, doc: dict) -> Comparison:
         if doc.get("kind") != "comparison":
             raise HeadsurgeonError(f"this JSON is a '{doc.get('kind')}' document, not a comparison; pass a comparison.json")
         return cls(
@@ -187,7 +187,7 @@ class Comparison:
         return Path(path)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Comparison":
+    def load(cls, path: str | Path) -> Comparison:
         return cls.from_dict(read_document(path, kind="comparison"))
 
 

@@ -59,7 +59,7 @@ class Generations:
                 "settings": asdict(self.settings), "seconds": self.seconds}
 
     @classmethod
-    def from_dict(cls, doc: dict) -> "Generations":
+    def from_dict(cls, doc: dict) -> Generations:
         return cls(prompts=doc["prompts"], sources=doc["sources"], texts=doc["texts"], new_tokens=doc["new_tokens"],
                    settings=GenerationSettings(**doc["settings"]), seconds=doc.get("seconds", 0.0))
 

@@ -21,11 +21,10 @@ import torch
 from tqdm.auto import tqdm
 
 from headsurgeon.diagnosis import COLLAPSED, Diagnosis
-from headsurgeon.models import LoadedModel
-from headsurgeon.models.adapters import HeadRef
-
 from headsurgeon.measurements.ablation import ablated_heads
 from headsurgeon.measurements.perplexity import perplexity
+from headsurgeon.models import LoadedModel
+from headsurgeon.models.adapters import HeadRef
 
 GROUPS = ("targets", "collapsed", "healthy")
 

@@ -21,7 +21,6 @@ from .probe import PromptProbe
 from .settings import ExtremesSettings
 from .sinks import head_sink_mask, mean_received, share_on, sink_tokens
 
-
 GROUPS = ("first", "later")
 
 

@@ -31,7 +31,6 @@ from headsurgeon.errors import CaptureError
 from headsurgeon.models.adapters import FamilyAdapter
 
 
-
 def first_tensor(output) -> torch.Tensor:
     """A block's residual stream from its output (a tensor, or a tuple whose first item is it)."""
     return output[0] if isinstance(output, (tuple, list)) else output

@@ -180,7 +180,7 @@ class ExtremesResult:
         return doc
 
     @classmethod
-    def from_dict(cls, doc: dict) -> "ExtremesResult":
+    def from_dict(cls, doc: dict) -> ExtremesResult:
         if doc.get("kind") != "extremes":
             raise HeadsurgeonError(f"this JSON is a '{doc.get('kind')}' document, not an extremes result; pass an extremes.json")
         return cls(
@@ -195,7 +195,7 @@ class ExtremesResult:
         return Path(path)
 
     @classmethod
-    def load(cls, path: str | Path) -> "ExtremesResult":
+    def load(cls, path: str | Path) -> ExtremesResult:
         return cls.from_dict(read_document(path, kind="extremes"))
 
 

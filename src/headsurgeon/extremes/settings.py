@@ -79,7 +79,7 @@ class ExtremesSettings:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, doc: dict) -> "ExtremesSettings":
+    def from_dict(cls, doc: dict) -> ExtremesSettings:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in doc.items() if k in known})
 

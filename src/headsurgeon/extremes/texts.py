@@ -17,6 +17,7 @@ from pathlib import Path
 
 from headsurgeon.errors import HeadsurgeonError
 
+
 def _spread(items: list, n: int) -> list:
     """``n`` items taken evenly across ``items`` (deterministic variety, not the first n)."""
     if n <= 0 or not items:

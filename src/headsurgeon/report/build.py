@@ -17,7 +17,14 @@ from pathlib import Path
 
 from headsurgeon.evaluation.compare import Comparison, compare
 from headsurgeon.evaluation.figures import (
-    column_figure, drift_figure, histogram_figure, key_indices, perplexity_figure, png_bytes, topology_figure, zone_figure,
+    column_figure,
+    drift_figure,
+    histogram_figure,
+    key_indices,
+    perplexity_figure,
+    png_bytes,
+    topology_figure,
+    zone_figure,
 )
 from headsurgeon.evaluation.generation import GenerationSettings
 from headsurgeon.evaluation.inputs import load_run

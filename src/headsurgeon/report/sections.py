@@ -10,7 +10,6 @@ import re
 
 from headsurgeon.evaluation.drift import ZONE_LABELS, ZONES
 from headsurgeon.evaluation.trajectory import SET_LABELS
-
 from headsurgeon.formatting import card, esc, figure, kv_table, note, num, pct, table
 
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from headsurgeon.formatting import esc
-from headsurgeon.formatting import img, num
+from headsurgeon.formatting import esc, img, num
 from headsurgeon.io import atomic_write_text
 
 from .aggregate import METRIC_LABELS

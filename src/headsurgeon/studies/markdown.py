@@ -5,8 +5,9 @@ Same numbers and wording as the HTML section; only primary metrics in the verdic
 
 from __future__ import annotations
 
-from .aggregate import METRIC_LABELS
 from headsurgeon.formatting import num
+
+from .aggregate import METRIC_LABELS
 from .result import StudyResult
 from .settings import ARMS
 from .stats import Stats

@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-
 from headsurgeon.diagnosis import Diagnosis
 from headsurgeon.evaluation.drift import zone_masks, zone_stats
 from headsurgeon.measurements import ablation_effects

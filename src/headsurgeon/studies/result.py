@@ -71,7 +71,7 @@ class StudyResult:
         }
 
     @classmethod
-    def from_dict(cls, doc: dict) -> "StudyResult":
+    def from_dict(cls, doc: dict) -> StudyResult:
         return cls(
             model=doc["model"], settings=doc["settings"], heads=doc["heads"], lora=doc.get("lora"), runs=doc["runs"],
             arms={a: {k: Stats.from_dict(s) for k, s in m.items()} for a, m in doc["arms"].items()},
@@ -84,6 +84,6 @@ class StudyResult:
         return write_json(path, self.to_dict())
 
     @classmethod
-    def load(cls, path: str | Path) -> "StudyResult":
+    def load(cls, path: str | Path) -> StudyResult:
         p = Path(path)
         return cls.from_dict(read_document(p / "study.json" if p.is_dir() else p, kind=KIND))

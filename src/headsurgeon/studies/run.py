@@ -26,10 +26,10 @@ from pathlib import Path
 from safetensors.torch import load_file, save
 
 from headsurgeon.diagnosis import COLLAPSED, Diagnosis, diagnose_encoded
-from headsurgeon.measurements import ablation_effects
-from headsurgeon.io import atomic_write_bytes, ensure_output_dir, read_document, write_document
-from headsurgeon.models import LoadedModel, load_model
 from headsurgeon.errors import HeadsurgeonError
+from headsurgeon.io import atomic_write_bytes, ensure_output_dir, read_document, write_document
+from headsurgeon.measurements import ablation_effects
+from headsurgeon.models import LoadedModel, load_model
 from headsurgeon.surgery import SurgeryConfig, SurgeryPlan, operate
 from headsurgeon.surgery.data import diagnosis_prompts, run_data
 from headsurgeon.surgery.folder import RunFolder

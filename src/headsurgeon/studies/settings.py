@@ -76,7 +76,7 @@ class StudySettings:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in doc.items()}  # as JSON gives them back
 
     @classmethod
-    def from_dict(cls, doc: dict) -> "StudySettings":
+    def from_dict(cls, doc: dict) -> StudySettings:
         names = {f.name for f in fields(cls)}
         kw = {k: v for k, v in doc.items() if k in names}
         kw["training"] = SurgeryConfig.from_dict(doc.get("training", {}))
@@ -85,7 +85,7 @@ class StudySettings:
                 kw[key] = tuple(kw[key])
         return cls(**kw)
 
-    def with_(self, **changes) -> "StudySettings":
+    def with_(self, **changes) -> StudySettings:
         """A copy with the given fields changed (``None`` values are ignored)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 

@@ -43,7 +43,7 @@ class Stats:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, doc: dict) -> "Stats":
+    def from_dict(cls, doc: dict) -> Stats:
         return cls(**doc)
 
     def text(self, digits: int = 3) -> str:
@@ -115,7 +115,7 @@ class Verdict:
         return doc
 
     @classmethod
-    def from_dict(cls, doc: dict) -> "Verdict":
+    def from_dict(cls, doc: dict) -> Verdict:
         doc = dict(doc)
         doc["difference"] = Stats.from_dict(doc["difference"])
         return cls(**doc)

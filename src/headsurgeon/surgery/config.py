@@ -69,11 +69,11 @@ class SurgeryConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, doc: dict) -> "SurgeryConfig":
+    def from_dict(cls, doc: dict) -> SurgeryConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in doc.items() if k in names})
 
-    def with_(self, **changes) -> "SurgeryConfig":
+    def with_(self, **changes) -> SurgeryConfig:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 

@@ -98,7 +98,7 @@ class RunManifest:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, doc: dict) -> "RunManifest":
+    def from_dict(cls, doc: dict) -> RunManifest:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in doc.items() if k in names})
 

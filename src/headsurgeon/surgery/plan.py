@@ -103,7 +103,7 @@ class SurgeryPlan:
         }
 
     @classmethod
-    def from_dict(cls, doc: dict) -> "SurgeryPlan":
+    def from_dict(cls, doc: dict) -> SurgeryPlan:
         if not isinstance(doc, dict) or doc.get("kind", "plan") != "plan":
             raise HeadsurgeonError("this file is not a surgery plan (kind: plan); make one with `headsurgeon plan`")
         return cls(
@@ -128,7 +128,7 @@ class SurgeryPlan:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "SurgeryPlan":
+    def load(cls, path: str | Path) -> SurgeryPlan:
         p = Path(path).expanduser()
         if not p.is_file():
             raise HeadsurgeonError(f"plan file {p} does not exist; make one with `headsurgeon plan`")

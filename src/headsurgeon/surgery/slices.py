@@ -186,7 +186,7 @@ class SurgicalSlices:
             return "bias"
         return "out_w" if region.dim == self.adapter.weight_output_dim else "in_w"
 
-    def install(self) -> "SurgicalSlices":
+    def install(self) -> SurgicalSlices:
         """Freeze the whole model and give each touched projection its pieces and spliced forward.
 
         The model's own tensors are not modified; until :meth:`merge` they hold the input values.

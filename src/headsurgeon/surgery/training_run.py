@@ -74,7 +74,7 @@ class SurgeryResult:
         return bool(self.manifest["invariant"].get("final", {}).get("held"))
 
     @classmethod
-    def load(cls, run_dir: str | Path) -> "SurgeryResult":
+    def load(cls, run_dir: str | Path) -> SurgeryResult:
         return cls(Path(run_dir), load_manifest(run_dir).to_dict())
 
 

@@ -11,13 +11,13 @@ GPT with a recording attention path), ``dynamics`` (what is measured), ``train``
 ``compare_variants`` (softmax+AdamW vs ReLU vs SGD), ``figures`` and ``results`` (files).
 """
 
+from headsurgeon.toy.compare import VARIANTS, compare_variants, variant_config
 from headsurgeon.toy.config import PRESETS, ToyConfig, preset
 from headsurgeon.toy.dynamics import DynamicsThresholds, measure, summarize
 from headsurgeon.toy.model import ToyTransformer, Trace, relu_attention, softmax_attention
 from headsurgeon.toy.results import ToyCompareResult, ToyRunResult, load_toy_run
 from headsurgeon.toy.task import BigramBackcopy, RuleCheck, build_task, check_rule, load_text
 from headsurgeon.toy.train import task_for, train
-from headsurgeon.toy.compare import VARIANTS, compare_variants, variant_config
 
 __all__ = [
     "PRESETS", "ToyConfig", "preset", "DynamicsThresholds", "measure", "summarize", "ToyTransformer",
