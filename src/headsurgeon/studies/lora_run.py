@@ -65,7 +65,10 @@ class LoraTraining(Trainable):
         # B = 0: the model at step 0 *is* the stock model, so its row is the stock row.
         return {"label": "start (LoRA B = 0: the stock model)", **manifest.stock}
 
-    def save(self, folder: RunFolder, tag: str, manifest: RunManifest, *, same_as: str | None = None) -> str:
+    def kept(self, folder: RunFolder, tag: str) -> str:
+        return folder.adapter_rel(tag)
+
+    def save(self, folder: RunFolder, tag: str, manifest: RunManifest, *, same_as: str | None = None) -> None:
         target = folder.adapter(tag)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".tmp-{tag}-")
@@ -83,7 +86,6 @@ class LoraTraining(Trainable):
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-        return folder.adapter_rel(tag)
 
 
 def train_lora(

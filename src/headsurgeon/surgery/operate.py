@@ -63,12 +63,14 @@ class SliceTraining(Trainable):
         label = "after re-initialisation" if self.cfg.reinitialise else "start (no re-initialisation)"
         return {"label": label, **evaluate("step-000000")}
 
-    def save(self, folder: RunFolder, tag: str, manifest: RunManifest, *, same_as: str | None = None) -> str:
+    def kept(self, folder: RunFolder, tag: str) -> str:
+        return str(folder.model(tag).relative_to(folder.root))
+
+    def save(self, folder: RunFolder, tag: str, manifest: RunManifest, *, same_as: str | None = None) -> None:
         record = {"run": str(folder.root), "plan": manifest.plan, "config": manifest.config, "fingerprint": manifest.fingerprint,
                   "input_hashes": manifest.input_hashes, "surgical_regions": manifest.surgical_regions, "tag": tag}
         save_model(self.loaded.model, self.loaded.tokenizer, None if same_as else self.slices.merged_state_dict(), folder.model(tag),
                    record, same_as=folder.model(same_as) if same_as else None)
-        return str(folder.model(tag).relative_to(folder.root))
 
     def finish(self, folder: RunFolder, manifest: RunManifest, *, main: bool) -> None:
         if main:

@@ -120,8 +120,12 @@ class Trainable(ABC):
         """The step-0 history row (without the step counters)."""
 
     @abstractmethod
-    def save(self, folder: RunFolder, tag: str, manifest: RunManifest, *, same_as: str | None = None) -> str:
-        """Write what is kept for ``tag`` (best, final, epoch-N); its path relative to the folder.
+    def kept(self, folder: RunFolder, tag: str) -> str:
+        """Where what is kept for ``tag`` (best, final, epoch-N) lives, relative to the folder."""
+
+    @abstractmethod
+    def save(self, folder: RunFolder, tag: str, manifest: RunManifest, *, same_as: str | None = None) -> None:
+        """Write what is kept for ``tag`` (main process only).
 
         ``same_as``: a tag already written with the very same weights (stored once)."""
 
@@ -267,8 +271,9 @@ def _train(trainable: Trainable, folder: RunFolder, data: RunData, accelerator, 
         metric = cfg.best_metric
         value, best = row.get(metric), manifest.best
         if value is not None and is_better(value, None if best is None else best["value"], metric):
-            path = trainable.save(folder, "best", manifest) if main else None
-            manifest.best = {"metric": metric, "value": value, "step": row["step"], "path": path}
+            if main:
+                trainable.save(folder, "best", manifest)
+            manifest.best = {"metric": metric, "value": value, "step": row["step"], "path": trainable.kept(folder, "best")}
 
     resumed = load_training_state(folder.checkpoints) if existing is not None else None
     if resumed is not None:
