@@ -24,7 +24,6 @@ import torch
 from headsurgeon.capture import ENGINE
 from headsurgeon.errors import UnsupportedArchitectureError
 from headsurgeon.models import adapter_for, supported_model_types, wrap_model
-from headsurgeon.models.tiny import tiny_model_and_tokenizer
 
 TEXT = "The quick brown fox jumps over the lazy dog, twice."
 KINDS = ("q_weight", "k_weight", "v_weight", "o_weight", "q_bias", "k_bias", "v_bias")

@@ -72,7 +72,7 @@ class ActivationStore:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
 
-    def __enter__(self) -> "ActivationStore":
+    def __enter__(self) -> ActivationStore:
         return self
 
     def __exit__(self, *exc) -> None:

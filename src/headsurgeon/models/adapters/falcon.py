@@ -31,10 +31,9 @@ gives ``1/sqrt(head_dim)`` and, for ALiBi models, the effective slopes.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import torch
-
-from contextlib import contextmanager
 
 from .base import FamilyAdapter, HeadRef, HeadSlices, NeuronAxes, ScoreSpec, rows
 
