@@ -15,6 +15,9 @@ DOCUMENT_VERSIONS: dict[str, str] = {
     "study_run_measures": "1.0",
     "toy_run": "1.0",
     "toy_compare": "1.0",
+    "lab": "1.0",
+    "lab_config": "1.0",
+    "lab_run": "1.0",
     "report_piece": "1.0",  # RUN/evaluation/<piece>.json, the report's cached model-loading results
     "model_record": "1.0",  # headsurgeon-surgery.json beside a saved model
     "training_state": "1.0",  # state.json of a checkpoint generation

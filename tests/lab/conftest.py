@@ -4,6 +4,7 @@ plain-text corpus, with headsurgeon's caches in a temporary folder."""
 from __future__ import annotations
 
 import pytest
+
 from torch_threads import one_torch_thread
 
 

@@ -52,13 +52,13 @@ def analyze_cmd(
 ) -> None:
     """Re-analyse the runs found in a lab folder (finished or not); rewrite lab.json and figures."""
     from headsurgeon.errors import HeadsurgeonError
+    from headsurgeon.io import read_document
     from headsurgeon.lab import LabConfig, analyse_lab
-    from headsurgeon.io import read_json_document
 
     if not (out / "runs").is_dir():
         raise HeadsurgeonError(f"{out} holds no lab runs (no runs/ folder); pass the --out of `headsurgeon lab run`")
     cfg_path = out / "lab_config.json"
-    cfg = LabConfig.from_dict(read_json_document(cfg_path, kind="lab_config")["config"]) if cfg_path.is_file() else None
+    cfg = LabConfig.from_dict(read_document(cfg_path, kind="lab_config")["config"]) if cfg_path.is_file() else None
     result = analyse_lab(out, cfg=cfg)
     if markdown:
         from headsurgeon.lab.report import markdown_lines

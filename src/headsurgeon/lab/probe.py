@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from headsurgeon.diagnosis import COLLAPSED, Diagnosis, diagnose_encoded
-from headsurgeon.evaluation.perplexity import perplexity
+from headsurgeon.measurements.perplexity import perplexity
 from headsurgeon.models import LoadedModel
 
 from .config import LabConfig

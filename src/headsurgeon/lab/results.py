@@ -19,9 +19,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from headsurgeon._version import SCHEMA_VERSION, __version__
 from headsurgeon.errors import HeadsurgeonError
-from headsurgeon.io import now_iso, read_json_document, write_json
+from headsurgeon.io import envelope, read_document, write_json
 
 from .config import LabConfig
 
@@ -33,7 +32,8 @@ def fingerprint(cfg: LabConfig, encoding: str, seed: int, data_info: dict) -> st
 
 
 def header(kind: str) -> dict:
-    return {"schema_version": SCHEMA_VERSION, "package_version": __version__, "kind": kind, "created": now_iso()}
+    """The document envelope every headsurgeon JSON carries (:func:`headsurgeon.io.envelope`)."""
+    return envelope(kind)
 
 
 @dataclass
@@ -61,7 +61,7 @@ class RunRecord:
         different run is refused rather than overwritten."""
         path = run_dir / "run.json"
         if path.is_file():
-            doc = read_json_document(path, kind="lab_run")
+            doc = read_document(path, kind="lab_run")
             if doc.get("fingerprint") != fp:
                 raise HeadsurgeonError(f"{run_dir} holds a run made with other settings (fingerprint {doc.get('fingerprint')} != {fp}); "
                                        "choose another --out, or delete that run folder to redo it")
@@ -70,7 +70,7 @@ class RunRecord:
 
     @classmethod
     def load(cls, path: Path) -> RunRecord:
-        doc = read_json_document(path, kind="lab_run")
+        doc = read_document(path, kind="lab_run")
         return cls(path=Path(path), **{k: doc[k] for k in ("name", "encoding", "seed", "fingerprint", "config", "status", "architecture", "timing", "rows")})
 
     def to_dict(self) -> dict:
