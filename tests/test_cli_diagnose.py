@@ -127,7 +127,7 @@ def test_help_lists_the_options(capsys):
         (["--prompts", "{tmp}/nope.txt"], "does not exist"),
         (["--bos", "always"], "--bos must be one of"),
         (["--batch-size", "0"], "--batch-size must be >= 1"),
-        (["--low-entropy-threshold", "-1"], "--low-entropy-threshold must be >= 0"),
+        (["--low-entropy-threshold", "-1"], "--low-entropy-threshold must be a finite number >= 0"),
     ],
 )
 def test_more_bad_input_in_process(saved_tiny, tmp_path, capsys, argv, expected):

@@ -4,6 +4,7 @@ into one-line messages (``error: ...``, exit code 2, no traceback)."""
 from __future__ import annotations
 
 import importlib
+import math
 import sys
 
 import typer
@@ -39,22 +40,108 @@ def _register_all() -> None:
 _register_all()
 
 
-def run(argv: list[str] | None = None) -> int:
-    """Entry point: run the app; user errors become one line on stderr and exit code 2.
+def _is_float_option(param) -> bool:
+    """Whether a typer parameter takes floats (``float``, ``Optional[float]``, ``list[float]``)."""
+    import typing
 
-    Usage errors (unknown option, bad value) are reported by typer/click itself, also
-    without a traceback.
+    annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    args = typing.get_args(annotation)
+    return annotation is float or float in args
+
+
+def _finite(callback):
+    """A parameter callback that refuses ``nan``, ``inf`` and ``-inf`` before ``callback`` runs."""
+
+    def check(ctx, param, value):
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise typer.BadParameter(f"{v} is not a finite number", ctx=ctx, param=param)
+        return callback(ctx, param, value) if callback is not None else value
+
+    return check
+
+
+def _finite_floats(command):
+    """Every float option of every subcommand refuses NaN and infinity while parsing.
+
+    The library's configuration rules (:mod:`headsurgeon.options`) refuse them too; doing it
+    here as well stops a command before any work, whatever its option feeds.
     """
-    from headsurgeon.errors import HeadsurgeonError
+    for param in command.params:
+        if _is_float_option(param):
+            param.callback = _finite(param.callback)
+    for sub in (getattr(command, "commands", None) or {}).values():
+        _finite_floats(sub)
+    return command
 
+
+def _one_line(message: str) -> str:
+    return " ".join(str(message).split())
+
+
+def _subcommand(argv: list[str]) -> str:
+    words = [a for a in argv if not a.startswith("-")]
+    return " ".join(words[:2]) if words[:1] == ["toy"] else (words[0] if words else "")
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Entry point: every failure becomes one line ``error: ...`` on stderr, never a traceback.
+
+    Exit codes: 2 for anything about the input (a :class:`HeadsurgeonError`, a bad option, an
+    output path that cannot be written), 1 for the rest (a full disk, a bug), 130 when
+    interrupted. An unexpected exception is a bug: its one line says so, and
+    ``HEADSURGEON_TRACEBACK=1`` shows the traceback.
+    """
+    import os
+
+    from headsurgeon.errors import HeadsurgeonError, from_os_error
+
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer >= 0.20 carries its own click
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = _finite_floats(typer.main.get_command(app))
     try:
-        app(args=argv, standalone_mode=True)
+        result = command.main(args=argv, prog_name="headsurgeon", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except NoArgsIsHelpError as exc:
+        exc.show()  # the help text: the right answer to a bare `headsurgeon`
+        return 2
+    except UsageError as exc:
+        sub = _subcommand(argv)
+        typer.echo(f"error: {_one_line(exc.format_message()).rstrip('.')}; see `headsurgeon {sub + ' ' if sub else ''}--help`", err=True)
+        return 2
+    except typer.Exit as exc:
+        return exc.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("error: interrupted; run the same command again to resume where a run allows it", err=True)
+        return 130
     except HeadsurgeonError as exc:
         typer.echo(f"error: {exc}", err=True)
         return exc.exit_code
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    return 0
+    except Exception as exc:  # noqa: BLE001 - the last resort: one line, never a traceback
+        if os.environ.get("HEADSURGEON_TRACEBACK") == "1":
+            raise
+        if isinstance(exc, OSError) or _wraps_os_error(exc):
+            err = from_os_error(exc)
+            typer.echo(f"error: {err}", err=True)
+            return err.exit_code
+        if isinstance(exc, MemoryError):
+            typer.echo("error: out of memory; use a smaller --batch-size or --seq-len, or a machine with more memory", err=True)
+            return 1
+        first = _one_line(str(exc).splitlines()[0] if str(exc) else "")
+        typer.echo(f"error: unexpected {type(exc).__name__}: {first[:300]}; this is a bug in headsurgeon, please report it "
+                   "(HEADSURGEON_TRACEBACK=1 shows where it happened)", err=True)
+        return 1
+
+
+def _wraps_os_error(exc: BaseException) -> bool:
+    """A library error that is an OS refusal in disguise (safetensors' ``SafetensorError``, ...)."""
+    text = str(exc).lower()
+    return type(exc).__name__ == "SafetensorError" or any(
+        n in text for n in ("no space left", "read-only file system", "os error 28", "storagefull"))
 
 
 if __name__ == "__main__":

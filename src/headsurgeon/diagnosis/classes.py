@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from headsurgeon.errors import HeadsurgeonError
+from headsurgeon.options import check_fields, option
 
 HEALTHY, BOS_SINK, DEAD, LOW_ENTROPY = "healthy", "bos_sink", "dead", "low_entropy"
 CLASSES = (HEALTHY, BOS_SINK, DEAD, LOW_ENTROPY)
@@ -24,11 +25,12 @@ SWEEP = (0.4, 0.5, 0.6)
 
 @dataclass(frozen=True)
 class Thresholds:
-    sink: float = 0.5
-    dead: float = 0.95
-    low_entropy: float = 0.5
+    sink: float = option(0.5, "BOS mass above this is BOS-sink", min=0, max=1, flag="--sink-threshold")
+    dead: float = option(0.95, "BOS mass above this is DEAD", min=0, max=1, flag="--dead-threshold")
+    low_entropy: float = option(0.5, "healthy heads below this entropy (nats) are low-entropy", min=0, flag="--low-entropy-threshold")
 
     def __post_init__(self):
+        check_fields(self)
         if not (0.0 <= self.sink < self.dead <= 1.0):
             raise HeadsurgeonError(
                 f"thresholds out of order: need 0 <= sink ({self.sink}) < dead ({self.dead}) <= 1; fix --sink-threshold/--dead-threshold"

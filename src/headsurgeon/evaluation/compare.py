@@ -19,6 +19,7 @@ import numpy as np
 
 from headsurgeon.errors import HeadsurgeonError
 from headsurgeon.io import atomic_write_text, envelope, now_iso, read_document
+from headsurgeon.options import check_value
 from headsurgeon.models.adapters import HeadRef
 from headsurgeon.surgery.plan import SurgeryPlan
 from headsurgeon.surgery.rules import parse_head
@@ -235,8 +236,7 @@ def compare(
     else no zone (every head counts as outside). ``drift_threshold``: a head drifts when
     ``|delta| > drift_threshold``.
     """
-    if not drift_threshold > 0:
-        raise HeadsurgeonError(f"drift threshold must be > 0, not {drift_threshold}")
+    check_value("drift_threshold", drift_threshold, above=0, below=1)
     points, run = resolve_points(list(inputs), labels)
     shapes = {p.diagnosis.shape for p in points}
     if len(shapes) > 1:

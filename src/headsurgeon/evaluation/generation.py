@@ -20,6 +20,7 @@ import torch
 
 from headsurgeon.errors import HeadsurgeonError
 from headsurgeon.models import load_model
+from headsurgeon.options import check_fields, option
 
 #: Short openings across the diagnosis domains (prose, code, technical, narrative, explanation).
 DEFAULT_GENERATION_PROMPTS = (
@@ -33,14 +34,13 @@ DEFAULT_GENERATION_PROMPTS = (
 
 @dataclass(frozen=True)
 class GenerationSettings:
-    seed: int = 0
-    temperature: float = 0.7
-    top_p: float = 0.92
-    max_new_tokens: int = 100
+    seed: int = option(0, "sampling seed (the same for every checkpoint)", integer=True, min=0)
+    temperature: float = option(0.7, "sampling temperature", above=0)
+    top_p: float = option(0.92, "nucleus sampling threshold", above=0, max=1)
+    max_new_tokens: int = option(100, "new tokens per generation", integer=True, min=1)
 
     def __post_init__(self):
-        if self.temperature <= 0 or not 0 < self.top_p <= 1 or self.max_new_tokens < 1:
-            raise HeadsurgeonError("generation needs temperature > 0, 0 < top-p <= 1 and at least 1 new token")
+        check_fields(self)
 
 
 @dataclass

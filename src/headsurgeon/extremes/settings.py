@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 from headsurgeon.errors import HeadsurgeonError
+from headsurgeon.options import check_fields, option
 
 #: The parts of the study ``run_extremes(what=...)`` / ``--only`` can select.
 PARTS = ("sinks", "drain", "peak", "dormancy", "interventions")
@@ -47,31 +48,20 @@ class ExtremesSettings:
         this and the number of heads set the run time; raise both on a faster machine.
     """
 
-    sink_threshold: float = 0.3
-    min_visible_queries: int = 4
-    sink_head_fraction: float = 0.1
-    dormant_threshold: float = 0.5
-    dormancy_metric: str = "bos_mass"
-    margin: float = 0.3
-    top_k_dims: int = 8
-    report_dims: int = 3
-    intervention_domain_dependent: int = 3
-    intervention_controls: int = 1
-    intervention_prompts: int = 1
+    sink_threshold: float = option(0.3, "a key position is a sink of a head when the mean attention it receives exceeds this", above=0, below=1)
+    min_visible_queries: int = option(4, "ignore key positions seen by fewer queries", integer=True, min=1)
+    sink_head_fraction: float = option(0.1, "a position is a sink token of the prompt when at least this fraction of all heads sink on it", above=0, below=1)
+    dormant_threshold: float = option(0.5, "a head is dormant on a domain when its metric (mean over the domain) exceeds this", above=0, below=1)
+    dormancy_metric: str = option("bos_mass", "bos_mass (attention on position 0) or sink_share (attention on the prompt's sink tokens)", choices=DORMANCY_METRICS)
+    margin: float = option(0.3, "domain-dependent needs max - min of the metric over domains above this", above=0, below=1)
+    top_k_dims: int = option(8, "hidden dimensions with the largest |value| kept per token and layer", integer=True, min=1)
+    report_dims: int = option(3, "massive dimensions reported per layer", integer=True, min=1)
+    intervention_domain_dependent: int = option(3, "default interventions: this many strongest domain-dependent heads", integer=True, min=0, flag="--intervention-heads")
+    intervention_controls: int = option(1, "plus this many always-dormant and always-active control heads each", integer=True, min=0, flag="--controls")
+    intervention_prompts: int = option(1, "prompts per domain used for intervention losses", integer=True, min=1)
 
     def __post_init__(self):
-        for name in ("sink_threshold", "sink_head_fraction", "dormant_threshold", "margin"):
-            value = getattr(self, name)
-            if not 0.0 < value < 1.0:
-                raise HeadsurgeonError(f"{name.replace('_', '-')} must lie strictly between 0 and 1, not {value}")
-        if self.dormancy_metric not in DORMANCY_METRICS:
-            raise HeadsurgeonError(f"dormancy metric must be one of {', '.join(DORMANCY_METRICS)}, not '{self.dormancy_metric}'")
-        for name in ("min_visible_queries", "top_k_dims", "report_dims", "intervention_prompts"):
-            if getattr(self, name) < 1:
-                raise HeadsurgeonError(f"{name.replace('_', '-')} must be >= 1, not {getattr(self, name)}")
-        for name in ("intervention_domain_dependent", "intervention_controls"):
-            if getattr(self, name) < 0:
-                raise HeadsurgeonError(f"{name.replace('_', '-')} must be >= 0, not {getattr(self, name)}")
+        check_fields(self)
         if self.report_dims > self.top_k_dims:
             raise HeadsurgeonError(f"report-dims ({self.report_dims}) cannot exceed top-k-dims ({self.top_k_dims}); raise --top-k-dims")
 

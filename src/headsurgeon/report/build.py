@@ -30,6 +30,7 @@ from headsurgeon.evaluation.generation import GenerationSettings
 from headsurgeon.evaluation.inputs import load_run
 from headsurgeon.evaluation.trajectory import perplexity_trajectory
 from headsurgeon.io import atomic_write_text, envelope
+from headsurgeon.options import check_fields, option
 
 from . import pieces
 
@@ -43,18 +44,21 @@ class ReportOptions:
     ablation: bool = True
     stock_model: str | None = None  # stock model folder / spec (default: the run manifest's model source)
     generation_prompts: tuple[str, ...] | None = None  # default: evaluation.generation.DEFAULT_GENERATION_PROMPTS
-    seed: int = 0
-    temperature: float = 0.7
-    top_p: float = 0.92
-    max_new_tokens: int = 100
-    ablation_sequences: int = 4  # held-out sequences per ablation pass
-    ablation_per_group: int = 6  # heads ablated one at a time per group
-    dormancy_threshold: float = 0.01
-    drift_threshold: float = 0.05
+    seed: int = option(0, "sampling seed (the same for every checkpoint)", integer=True, min=0)
+    temperature: float = option(0.7, "sampling temperature", above=0)
+    top_p: float = option(0.92, "nucleus sampling threshold", above=0, max=1)
+    max_new_tokens: int = option(100, "new tokens per generation", integer=True, min=1)
+    ablation_sequences: int = option(4, "held-out sequences per ablation pass", integer=True, min=1)
+    ablation_per_group: int = option(6, "heads ablated one at a time per group", integer=True, min=1, flag="--ablation-heads")
+    dormancy_threshold: float = option(0.01, "an MLP neuron is dormant when ||up|| x ||down|| is below this", above=0)
+    drift_threshold: float = option(0.05, "a head drifts when |delta BOS mass| is above this", above=0, below=1)
     reuse: bool = True  # reuse pieces cached in RUN/evaluation/ when their settings match
     study: str | None = None  # a `headsurgeon study` folder (or its study.json) to add as a section
     dtype: str = "fp32"  # fp32 | bf16 | fp16 for the model-loading pieces
     device: str = "cpu"  # cpu | cuda[:N] | mps | auto, for the model-loading pieces
+
+    def __post_init__(self):
+        check_fields(self)  # before any model is loaded
 
 
 @dataclass

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from headsurgeon.errors import HeadsurgeonError
+from headsurgeon.options import check_fields, option
 from headsurgeon.surgery import SurgeryConfig, preset
 
 #: Arms in the order they run for each seed (``stock`` is the reference the others are measured against).
@@ -35,16 +36,16 @@ class StudySettings:
     arms: tuple[str, ...] = ARMS  # stock always runs: the other arms are measured against it
     seeds: tuple[int, ...] = (0, 1, 2)  # each seed fixes held-out split, data order, re-init, random heads, LoRA init
     training: SurgeryConfig = field(default_factory=SurgeryConfig)  # budget shared by every training arm
-    n_targets: int = 12  # heads the surgery arm targets
-    target_rule: str = "collapsed"  # collapsed: the n most collapsed heads (highest BOS mass among BOS-sink/DEAD); top: highest BOS mass, any class
+    n_targets: int = option(12, "heads the surgery arm targets", integer=True, min=1, flag="--targets")
+    target_rule: str = option("collapsed", "collapsed: the n most collapsed heads (highest BOS mass among BOS-sink/DEAD); top: highest BOS mass, any class", choices=TARGET_RULES)
     layers: tuple[int, int] | None = None  # restrict targets to this layer range (inclusive)
     extra_columns: tuple[int, ...] | None = None  # extended arm: head columns added in the targets' layer range (None: the column with most healthy heads there)
     random_same_layers: bool = True  # random healthy heads drawn from the targets' layers where possible
-    lora_scale: float = 2.0  # LoRA alpha = lora_scale x rank
-    drift_threshold: float = 0.05  # |delta BOS mass| above which an untouched head "drifts"
-    ci_level: float = 0.95
-    n_boot: int = 10000
-    threads: int | None = None  # torch CPU threads while the study runs (None: torch's default); see docs/studies.md
+    lora_scale: float = option(2.0, "LoRA alpha = lora_scale x rank", above=0)
+    drift_threshold: float = option(0.05, "|delta BOS mass| above which an untouched head drifts", above=0, below=1)
+    ci_level: float = option(0.95, "confidence level of the intervals", above=0, below=1)
+    n_boot: int = option(10000, "bootstrap resamples per interval", integer=True, min=100)
+    threads: int | None = option(None, "torch CPU threads while the study runs (None: torch's default); see docs/studies.md", integer=True, min=1)
     preset: str | None = None  # name of the preset these settings came from (recorded only)
 
     def __post_init__(self):
@@ -53,16 +54,7 @@ class StudySettings:
             raise HeadsurgeonError(f"unknown arm '{bad[0]}'; choose from {', '.join(ARMS)}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise HeadsurgeonError("--seeds needs at least one seed and no repeats, e.g. 0,1,2")
-        if self.n_targets < 1:
-            raise HeadsurgeonError("--targets must be at least 1")
-        if self.target_rule not in TARGET_RULES:
-            raise HeadsurgeonError(f"--target-rule must be one of {', '.join(TARGET_RULES)}")
-        if not 0 < self.ci_level < 1 or self.n_boot < 100:
-            raise HeadsurgeonError("ci_level must be in (0, 1) and n_boot at least 100")
-        if self.threads is not None and self.threads < 1:
-            raise HeadsurgeonError("--threads must be at least 1")
-        if self.lora_scale <= 0:
-            raise HeadsurgeonError("--lora-scale must be > 0")
+        check_fields(self)
         # stock first, the rest in canonical order, whatever order the user typed
         object.__setattr__(self, "arms", tuple(a for a in ARMS if a == "stock" or a in self.arms))
 

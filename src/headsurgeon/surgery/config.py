@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 
 from headsurgeon.errors import HeadsurgeonError
+from headsurgeon.options import check_fields, option
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 BEST_METRICS = {"heldout_ppl": "min", "train_ppl": "min", "other_ppl": "min", "targets_healthy": "max"}
@@ -19,51 +20,37 @@ BEST_METRICS = {"heldout_ppl": "min", "train_ppl": "min", "other_ppl": "min", "t
 
 @dataclass(frozen=True)
 class SurgeryConfig:
-    corpus: str = "python-docs"  # training text: file, folder, .jsonl, datasets folder, hf:<name>, python-docs, fortunes
-    other_corpus: str | None = "fortunes"  # a different distribution for held-out perplexity (None: skip)
-    seq_len: int = 512  # tokens per training sequence
-    batch_size: int = 1  # sequences per micro-batch
-    grad_accum: int = 8  # micro-batches per optimizer step
-    lr: float = 5e-5  # AdamW learning rate (surgical slices only)
-    weight_decay: float = 0.0  # applied to the surgical slices only
-    warmup_fraction: float = 0.1  # share of steps with linear warmup, then cosine decay to 0
-    max_steps: int | None = None  # optimizer steps (overrides epochs when set)
-    epochs: int = 3  # passes over the training sequences when max_steps is None
-    clip_norm: float = 1.0  # gradient clipping (0: off)
-    precision: str = "bf16"  # fp32 | bf16 (fp32 master copies of the slices) | fp16 (needs allow_fp16)
-    allow_fp16: bool = False  # fp16 underflowed in the paper; refuse it unless asked
-    gradient_checkpointing: bool = True
-    eval_every: int = 50  # optimizer steps between evaluations (and checkpoints); epoch ends always evaluate
-    eval_sequences: int = 16  # sequences for each perplexity estimate
-    eval_batch_size: int = 4
-    diagnose_every_eval: bool = True  # re-diagnose all heads at every evaluation
-    best_metric: str = "heldout_ppl"  # heldout_ppl | train_ppl | other_ppl | targets_healthy
-    heldout_fraction: float = 0.1
-    max_train_tokens: int | None = None  # cap on corpus size (tokens) for quick runs
-    seed: int = 0  # data order, dropout and re-initialisation
-    reinitialise: bool = True  # False: train the same slices from their current values (the negative control)
-    keep_epoch_models: bool = True  # save_pretrained at each epoch end
-    cache_frozen_prefix: bool = False  # after the first epoch, skip the frozen layers below the lowest target (prefix_cache.py)
-    prefix_cache_gb: float = 4.0  # memory cap for that cache; sequences beyond it are recomputed
+    corpus: str = option("python-docs", "training text: file, folder, .jsonl, datasets folder, hf:<name>, python-docs, fortunes")
+    other_corpus: str | None = option("fortunes", "a different distribution for held-out perplexity (None: skip)")
+    seq_len: int = option(512, "tokens per training sequence", integer=True, min=1)
+    batch_size: int = option(1, "sequences per micro-batch", integer=True, min=1)
+    grad_accum: int = option(8, "micro-batches per optimizer step", integer=True, min=1)
+    lr: float = option(5e-5, "AdamW learning rate (surgical slices only)", above=0, hint="pass e.g. --lr 5e-5")
+    weight_decay: float = option(0.0, "weight decay, applied to the surgical slices only", min=0)
+    warmup_fraction: float = option(0.1, "share of steps with linear warmup, then cosine decay to 0", min=0, below=1)
+    max_steps: int | None = option(None, "optimizer steps (overrides epochs when set)", integer=True, min=1)
+    epochs: int = option(3, "passes over the training sequences when max_steps is not set", integer=True, min=1)
+    clip_norm: float = option(1.0, "gradient clipping norm (0: off)", min=0)
+    precision: str = option("bf16", "fp32 | bf16 (fp32 master copies of the slices) | fp16 (needs allow_fp16)", choices=PRECISIONS)
+    allow_fp16: bool = option(False, "fp16 underflowed in the paper; refuse it unless asked")
+    gradient_checkpointing: bool = option(True, "recompute activations in backward to save memory")
+    eval_every: int = option(50, "optimizer steps between evaluations (and checkpoints); epoch ends always evaluate", integer=True, min=1)
+    eval_sequences: int = option(16, "sequences for each perplexity estimate", integer=True, min=1)
+    eval_batch_size: int = option(4, "sequences per evaluation forward pass", integer=True, min=1)
+    diagnose_every_eval: bool = option(True, "re-diagnose all heads at every evaluation")
+    best_metric: str = option("heldout_ppl", "metric that picks the best model", choices=tuple(BEST_METRICS))
+    heldout_fraction: float = option(0.1, "share of the corpus documents held out for perplexity", min=0, below=1)
+    max_train_tokens: int | None = option(None, "cap on corpus size (tokens) for quick runs", integer=True, min=1)
+    seed: int = option(0, "data order, dropout and re-initialisation", integer=True, min=0)
+    reinitialise: bool = option(True, "False: train the same slices from their current values (the negative control)")
+    keep_epoch_models: bool = option(True, "save_pretrained at each epoch end")
+    cache_frozen_prefix: bool = option(False, "after the first epoch, skip the frozen layers below the lowest target (prefix_cache.py)")
+    prefix_cache_gb: float = option(4.0, "memory cap (GiB) for that cache; sequences beyond it are recomputed", min=0)
 
     def __post_init__(self):
-        if self.lr <= 0:
-            raise HeadsurgeonError(f"learning rate must be > 0, got {self.lr}; pass e.g. --lr 5e-5")
-        if self.precision not in PRECISIONS:
-            raise HeadsurgeonError(f"--precision must be one of {', '.join(PRECISIONS)}")
+        check_fields(self)  # every range, choice and finiteness rule above
         if self.precision == "fp16" and not self.allow_fp16:
             raise HeadsurgeonError("fp16 training is off by default (it underflowed in the paper); use bf16, or pass --allow-fp16")
-        if self.best_metric not in BEST_METRICS:
-            raise HeadsurgeonError(f"--best-metric must be one of {', '.join(BEST_METRICS)}")
-        for name in ("seq_len", "batch_size", "grad_accum", "eval_every", "eval_sequences", "epochs"):
-            if getattr(self, name) < 1:
-                raise HeadsurgeonError(f"--{name.replace('_', '-')} must be at least 1")
-        if self.prefix_cache_gb < 0:
-            raise HeadsurgeonError(f"--prefix-cache-gb must be >= 0, got {self.prefix_cache_gb}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise HeadsurgeonError("--max-steps must be at least 1")
-        if self.weight_decay < 0 or not 0 <= self.warmup_fraction < 1:
-            raise HeadsurgeonError("--weight-decay must be >= 0 and --warmup-fraction in [0, 1)")
 
     def to_dict(self) -> dict:
         return asdict(self)

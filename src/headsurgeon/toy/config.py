@@ -12,10 +12,12 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from headsurgeon.errors import HeadsurgeonError
+from headsurgeon.options import check_fields, option
 
 
-def _f(default: Any, help: str) -> Any:  # noqa: A002 - "help" reads best here
-    return field(default=default, metadata={"help": help})
+def _f(default: Any, help: str, **rule: Any) -> Any:  # noqa: A002 - "help" reads best here
+    """A field with its help text and rule (:func:`headsurgeon.options.option`); ``--set`` names it ``key=``."""
+    return option(default, help, **rule)
 
 
 @dataclass(frozen=True)
@@ -24,39 +26,36 @@ class ToyConfig:
 
     # --- task -----------------------------------------------------------------------------
     text_path: str | None = _f(None, "text file for bigram statistics; None = fortunes, then Python docs")
-    n_chars: int = _f(32, "keep the n most frequent characters; all others become one OTHER token")
+    n_chars: int = _f(32, "keep the n most frequent characters; all others become one OTHER token", integer=True, min=2, flag="n_chars")
     lowercase: bool = _f(True, "lower-case the text before counting (smaller, better-filled bigram matrix)")
-    n_triggers: int = _f(3, "k: the k most frequent tokens become triggers")
+    n_triggers: int = _f(3, "k: the k most frequent tokens become triggers", integer=True, min=1, flag="n_triggers")
     whitespace_triggers: bool = _f(False, "allow the space to be a trigger (it makes 'x x x' repeat loops)")
-    seq_len: int = _f(256, "positions the model reads, BOS included (one more token is generated as the last target)")
+    seq_len: int = _f(256, "positions the model reads, BOS included (one more token is generated as the last target)", integer=True, min=4, flag="seq_len")
     # --- model ----------------------------------------------------------------------------
-    n_layers: int = _f(1, "transformer layers (1-3 in the paper)")
-    n_heads: int = _f(1, "attention heads per layer")
-    dim: int = _f(256, "residual width (must be divisible by n_heads)")
+    n_layers: int = _f(1, "transformer layers (1-3 in the paper)", integer=True, min=1, flag="n_layers")
+    n_heads: int = _f(1, "attention heads per layer", integer=True, min=1, flag="n_heads")
+    dim: int = _f(256, "residual width (must be divisible by n_heads)", integer=True, min=1, flag="dim")
     mlp: bool = _f(True, "add a 4x GELU MLP after attention in every layer")
     layer_norm: bool = _f(True, "pre-LayerNorm before attention/MLP and before the unembedding")
-    attention: str = _f("softmax", "'softmax' or 'relu' (relu(scores) / number of visible keys)")
+    attention: str = _f("softmax", "'softmax' or 'relu' (relu(scores) / number of visible keys)", choices=("softmax", "relu"), flag="attention")
     no_attn: str = _f("", "comma-separated layers without attention, e.g. '0,2' (the paper's no_attn)")
     no_mlp: str = _f("", "comma-separated layers without MLP (when mlp is on), e.g. '1'")
     # --- optimisation ---------------------------------------------------------------------
-    optimizer: str = _f("adamw", "'adamw' (betas 0.9, 0.99 as in the paper) or 'sgd' (momentum below)")
-    lr: float = _f(3e-4, "learning rate (constant)")
-    weight_decay: float = _f(1e-4, "weight decay")
-    momentum: float = _f(0.9, "SGD momentum")
-    batch_size: int = _f(512, "sequences per step, freshly generated every step")
-    steps: int = _f(10_000, "optimiser steps")
-    seed: int = _f(0, "seeds model init, training data and (with +1) the evaluation batch")
-    sgd_lr: float = _f(0.03, "learning rate of the SGD variant that `compare` trains")
+    optimizer: str = _f("adamw", "'adamw' (betas 0.9, 0.99 as in the paper) or 'sgd' (momentum below)", choices=("adamw", "sgd"), flag="optimizer")
+    lr: float = _f(3e-4, "learning rate (constant)", above=0, flag="lr")
+    weight_decay: float = _f(1e-4, "weight decay", min=0, flag="weight_decay")
+    momentum: float = _f(0.9, "SGD momentum", min=0, below=1, flag="momentum")
+    batch_size: int = _f(512, "sequences per step, freshly generated every step", integer=True, min=1, flag="batch_size")
+    steps: int = _f(10_000, "optimiser steps", integer=True, min=1, flag="steps")
+    seed: int = _f(0, "seeds model init, training data and (with +1) the evaluation batch", integer=True, min=0, flag="seed")
+    sgd_lr: float = _f(0.03, "learning rate of the SGD variant that `compare` trains", above=0, flag="sgd_lr")
     # --- logging --------------------------------------------------------------------------
-    log_every: int = _f(50, "measure the dynamics every N steps (and at step 0 and the end)")
-    eval_batch_size: int = _f(64, "sequences in the fixed evaluation batch the dynamics use")
-    threads: int = _f(0, "torch CPU threads; 0 = leave torch's default")
+    log_every: int = _f(50, "measure the dynamics every N steps (and at step 0 and the end)", integer=True, min=1, flag="log_every")
+    eval_batch_size: int = _f(64, "sequences in the fixed evaluation batch the dynamics use", integer=True, min=1, flag="eval_batch_size")
+    threads: int = _f(0, "torch CPU threads; 0 = leave torch's default", integer=True, min=0, flag="threads")
 
     def __post_init__(self) -> None:
-        if self.attention not in ("softmax", "relu"):
-            raise HeadsurgeonError(f"attention={self.attention!r} is unknown; use 'softmax' or 'relu'")
-        if self.optimizer not in ("adamw", "sgd"):
-            raise HeadsurgeonError(f"optimizer={self.optimizer!r} is unknown; use 'adamw' or 'sgd'")
+        check_fields(self)
         if self.dim % self.n_heads:
             raise HeadsurgeonError(f"dim={self.dim} is not divisible by n_heads={self.n_heads}; change one")
         if self.seq_len < 4:
@@ -69,9 +68,6 @@ class ToyConfig:
                 raise HeadsurgeonError(f"{name}={getattr(self, name)!r} names layers outside 0..{self.n_layers - 1}; fix it")
         if len(layer_set(self.no_attn)) >= self.n_layers:
             raise HeadsurgeonError("no_attn removes every attention layer; keep at least one")
-        for name in ("n_layers", "steps", "batch_size", "log_every", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise HeadsurgeonError(f"{name} must be at least 1; got {getattr(self, name)}")
 
     def replace(self, **changes: Any) -> ToyConfig:
         """A copy with ``changes`` applied (validated again)."""
