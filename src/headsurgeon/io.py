@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from headsurgeon._version import DOCUMENT_VERSIONS, __version__
-from headsurgeon.errors import HeadsurgeonError
+from headsurgeon.errors import HeadsurgeonError, from_os_error
 
 
 def now_iso() -> str:
@@ -23,10 +23,20 @@ def now_iso() -> str:
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` so that ``path`` is either the old file or the complete new one, never half."""
+    """Write ``data`` so that ``path`` is either the old file or the complete new one, never half.
+
+    Every refusal of the operating system (full disk, read-only place, ``path`` a directory, a
+    parent that is a file) becomes one :class:`HeadsurgeonError` line naming ``path``; the old
+    file, if any, is left as it was.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if path.is_dir():
+        raise HeadsurgeonError(f"{path} is a directory, not a file; pass a file path")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise from_os_error(exc, path) from None
     try:
         # mkstemp creates the file 0600; give the result the mode a plain open() would (0666 & ~umask)
         umask = os.umask(0)
@@ -37,9 +47,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise from_os_error(exc, path) from None
         raise
 
 
@@ -50,6 +62,24 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def write_json(path: str | Path, doc: dict) -> Path:
     atomic_write_text(path, json.dumps(doc, indent=1))
     return Path(path)
+
+
+def atomic_write_figure(path: str | Path, fig, **savefig) -> None:
+    """Save a matplotlib figure as PNG through :func:`atomic_write_bytes` (no half-written image)."""
+    import io as _io
+
+    buf = _io.BytesIO()
+    fig.savefig(buf, format="png", **savefig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def check_output_file(path: str | Path, *, flag: str = "--out") -> Path:
+    """Before any work: ``path`` can be written as a file (not a directory, its folder writable)."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise HeadsurgeonError(f"{flag} {p} is a directory; pass a file path (e.g. {p / 'out.json'})")
+    ensure_output_dir(p.parent, flag=flag)
+    return p
 
 
 def envelope(kind: str, *, created: str | None = None) -> dict:
@@ -87,13 +117,21 @@ def read_document(path: str | Path, *, kind: str | tuple[str, ...]) -> dict:
     return doc
 
 
-def ensure_output_dir(path: str | Path) -> Path:
-    """Create ``path`` if needed and check it is writable (one-line error otherwise)."""
+def ensure_output_dir(path: str | Path, *, flag: str = "--out") -> Path:
+    """Create ``path`` if needed and check it is writable (one-line error otherwise).
+
+    An existing file where the folder should be is named as such. The probe writes a real
+    temporary file, so a read-only mount or a full disk fails here, before any work.
+    """
     p = Path(path).expanduser()
+    if p.exists() and not p.is_dir():
+        raise HeadsurgeonError(f"cannot write to output directory {p}: it is an existing file, not a folder; choose another {flag}")
     try:
         p.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=p, prefix=".write-test-", delete=True)
-        probe.close()
+        with tempfile.NamedTemporaryFile(dir=p, prefix=".write-test-", delete=True) as probe:
+            probe.write(b"x")
+            probe.flush()
     except OSError as exc:
-        raise HeadsurgeonError(f"cannot write to output directory {p} ({exc.strerror or exc}); choose a writable --out") from None
+        reason = "no space left on the device" if exc.errno == 28 else (exc.strerror or str(exc))
+        raise HeadsurgeonError(f"cannot write to output directory {p} ({reason}); choose a writable {flag}") from None
     return p

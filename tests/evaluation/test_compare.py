@@ -118,8 +118,9 @@ def test_notes_and_errors(tmp_path):
     assert any("other prompts" in n for n in c.notes)
     with pytest.raises(HeadsurgeonError, match="different shapes"):
         compare([diag(BEFORE), diag([[1, 2], [3, 4]])])
-    with pytest.raises(HeadsurgeonError, match="threshold must be > 0"):
-        compare([diag(BEFORE), diag(AFTER)], drift_threshold=0)
+    for bad in (0, float("nan"), float("inf")):
+        with pytest.raises(HeadsurgeonError, match="--drift-threshold must be a finite number > 0"):
+            compare([diag(BEFORE), diag(AFTER)], drift_threshold=bad)
     with pytest.raises(HeadsurgeonError, match="one label per diagnosis"):
         compare([diag(BEFORE), diag(AFTER)], labels=["x"])
     with pytest.raises(HeadsurgeonError, match="at least two"):

@@ -36,7 +36,7 @@ def test_train_writes_versioned_json_csv_png_and_model(tmp_path, bb_task):
             "res1.norm_bos", "res1.norm_other"} <= set(rows[0])
     png = (tmp_path / "dynamics.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
-    assert (tmp_path / "model.pt").stat().st_size > 10_000
+    assert (tmp_path / "model.safetensors").stat().st_size > 10_000
     assert not list(tmp_path.glob(".*tmp*"))  # atomic writes leave no temporaries
 
 

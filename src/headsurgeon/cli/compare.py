@@ -75,12 +75,13 @@ def register(app: typer.Typer) -> None:
         zone: Optional[Path] = typer.Option(None, "--zone", help="Plan file whose targets / frozen_in_zone define the zones (default: the run's plan)."),
         drift_threshold: float = typer.Option(0.05, help="A head drifts when |delta BOS mass| is above this."),
         label: Optional[list[str]] = typer.Option(None, "--label", help="Name for each diagnosis, in order (repeat the option)."),
+        allow_different_models: bool = typer.Option(False, "--allow-different-models", help="Compare diagnoses of models of different families or shapes anyway."),
     ) -> None:
         """Per-head BOS-mass change by zone, recoveries, iatrogenic collapses and column drift; writes JSON and figures."""
         from headsurgeon.evaluation import compare
         from headsurgeon.evaluation.outputs import write_comparison
 
-        c = compare(inputs, zone=zone, drift_threshold=drift_threshold, labels=label or None)
+        c = compare(inputs, zone=zone, drift_threshold=drift_threshold, labels=label or None, allow_different_models=allow_different_models)
         print_comparison(c)
         paths = write_comparison(c, out)
         typer.echo("wrote " + ", ".join(str(p) for p in paths))

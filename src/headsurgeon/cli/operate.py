@@ -35,6 +35,7 @@ def register(app: typer.Typer) -> None:
         seed: Optional[int] = typer.Option(None, help="Seed for re-initialisation, data order, dropout."),
         cache_frozen_prefix: Optional[bool] = typer.Option(None, help="After the first epoch, skip the frozen layers below the lowest target (keeps their output per sequence in memory)."),
         prefix_cache_gb: Optional[float] = typer.Option(None, help="Memory cap for --cache-frozen-prefix (GiB); sequences beyond it are recomputed."),
+        allow_other_model: bool = typer.Option(False, "--allow-other-model", help="Apply a plan made for another model (family, shape or weights differ)."),
         progress: bool = typer.Option(True, help="Show a progress bar."),
     ) -> None:
         """Re-initialise the plan's heads, train only their slices, checkpoint, verify nothing else changed."""
@@ -51,7 +52,7 @@ def register(app: typer.Typer) -> None:
 
             cfg = replace(cfg, other_corpus=None if other_corpus.lower() == "none" else other_corpus)
         try:
-            result = operate(model, plan, out_dir=out, config=cfg, progress=progress)
+            result = operate(model, plan, out_dir=out, config=cfg, progress=progress, allow_other_model=allow_other_model)
         except RunInterrupted as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(130) from None

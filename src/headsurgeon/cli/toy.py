@@ -45,7 +45,7 @@ def train_cmd(
     set_: list[str] = typer.Option([], "--set", "-s", help=_SET_HELP),
     progress: bool = typer.Option(True, help="Show a progress bar with steps/s."),
 ) -> None:
-    """Train one toy model; write toy_run.json, dynamics.csv, dynamics.png, model.pt."""
+    """Train one toy model; write toy_run.json, dynamics.csv, dynamics.png, model.safetensors."""
     from headsurgeon.toy import train
     from headsurgeon.toy.results import run_note
 
@@ -53,7 +53,7 @@ def train_cmd(
     out_dir = _out(out, "train", preset)
     result = train(config, out_dir=out_dir, progress=progress)
     typer.echo("\n".join(run_note(result, title=f"toy train --preset {preset}")))
-    typer.echo(f"wrote {out_dir}/ (toy_run.json, dynamics.csv, dynamics.png, model.pt)")
+    typer.echo(f"wrote {out_dir}/ (toy_run.json, dynamics.csv, dynamics.png, model.safetensors)")
 
 
 @toy_app.command("compare")

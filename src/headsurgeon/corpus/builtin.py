@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from headsurgeon.errors import HeadsurgeonError
+from headsurgeon.strict import read_utf8
 
 from .rest import rest_to_prose
 from .spec import Document, entry_id
@@ -61,7 +62,7 @@ def fortune_files() -> list[Path]:
 def python_docs_documents() -> Iterator[Document]:
     for path in python_docs_files():
         rel = path.relative_to(PYTHON_DOCS_DIR).as_posix()
-        yield Document(id=f"python-docs/{rel}", text=rest_to_prose(path.read_text(encoding="utf-8", errors="replace")))
+        yield Document(id=f"python-docs/{rel}", text=rest_to_prose(read_utf8(path, what="text file")))
 
 
 def split_fortunes(text: str) -> list[str]:
@@ -83,7 +84,7 @@ def split_fortunes(text: str) -> list[str]:
 
 def fortunes_documents() -> Iterator[Document]:
     for path in fortune_files():
-        for entry in split_fortunes(path.read_text(encoding="utf-8", errors="replace")):
+        for entry in split_fortunes(read_utf8(path, what="text file")):
             yield Document(id=entry_id(f"fortunes/{path.name}", entry), text=entry)
 
 

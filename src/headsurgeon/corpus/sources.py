@@ -17,6 +17,7 @@ from itertools import islice
 from pathlib import Path
 
 from headsurgeon.errors import HeadsurgeonError
+from headsurgeon.strict import decode_utf8, load_json_strict, read_utf8
 
 from . import builtin
 from .spec import BUILTIN_SOURCES, TEXT_SUFFIXES, CorpusSpec, Document, as_spec, entry_id
@@ -45,7 +46,8 @@ def _stat_fingerprint(paths: list[Path], root: Path) -> str:
 
 
 def _read_text(path: Path) -> str:
-    return path.read_text(encoding="utf-8", errors="replace")
+    """A corpus file as text: UTF-8 or a one-line error naming the file (see :mod:`headsurgeon.strict`)."""
+    return read_utf8(path, what="corpus file")
 
 
 def _paragraphs(path: Path, name: str) -> Iterator[Document]:
@@ -62,8 +64,9 @@ def _paragraphs(path: Path, name: str) -> Iterator[Document]:
 
 
 def _jsonl(path: Path, name: str, field: str) -> Iterator[Document]:
-    with path.open(encoding="utf-8", errors="replace") as fh:
-        for lineno, line in enumerate(fh, start=1):
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            line = decode_utf8(raw, f"{path}:{lineno}", what="corpus line")
             if not line.strip():
                 continue
             try:
@@ -105,11 +108,24 @@ def _saved_dataset(path: Path, field: str):
     import datasets
 
     if (path / "dataset_dict.json").is_file():
-        splits = json.loads((path / "dataset_dict.json").read_text()).get("splits", [])
+        try:
+            doc = load_json_strict(read_utf8(path / "dataset_dict.json", what="file"))
+            splits = doc.get("splits", []) if isinstance(doc, dict) else None
+        except (HeadsurgeonError, ValueError):
+            splits = None
+        if not isinstance(splits, list) or not all(isinstance(x, str) for x in splits):
+            raise HeadsurgeonError(f"{path / 'dataset_dict.json'} is broken (not a JSON object with a 'splits' list); "
+                                   "save the data set again with save_to_disk, or pass one split's folder")
         raise HeadsurgeonError(
             f"{path} holds a DatasetDict with splits {', '.join(splits) or '?'}; pass one split's folder, e.g. {path / (splits[0] if splits else 'train')}"
         )
-    ds = datasets.load_from_disk(str(path))
+    try:
+        ds = datasets.load_from_disk(str(path))
+    except Exception as exc:  # noqa: BLE001 - datasets raises many types for a damaged folder
+        raise HeadsurgeonError(f"data set folder {path} cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0][:150] if str(exc) else ''}); "
+                               "save it again with save_to_disk") from None
+    if not hasattr(ds, "column_names") or isinstance(ds.column_names, dict):
+        raise HeadsurgeonError(f"{path} holds a DatasetDict, not one split; pass one split's folder")
     if field not in ds.column_names:
         raise HeadsurgeonError(f"data set {path} has no column '{field}' (it has: {', '.join(ds.column_names)}); set text_field")
     return ds

@@ -10,6 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from headsurgeon.io import atomic_write_figure  # noqa: E402
+
 from .classes import BOS_SINK, DEAD, LOW_ENTROPY  # noqa: E402
 from .result import Diagnosis  # noqa: E402
 
@@ -43,7 +45,7 @@ def save_heatmap(diag: Diagnosis, path: str | Path) -> Path:
     im = heatmap_axes(ax, diag.bos_mass, diag.classes, title)
     fig.colorbar(im, ax=ax, label="BOS mass (attention on position 0)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_write_figure(path, fig, dpi=120)
     plt.close(fig)
     return Path(path)
 
@@ -71,6 +73,6 @@ def save_histogram(diag: Diagnosis, path: str | Path) -> Path:
     ax.set_title(f"{diag.model['name']} ({diag.bos_mass.size} heads): BOS-mass distribution\n"
                  "(dashed: sink and DEAD thresholds used; dotted: other sweep values)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_write_figure(path, fig, dpi=120)
     plt.close(fig)
     return Path(path)

@@ -222,22 +222,43 @@ def _notes(points: list[Point]) -> list[str]:
     return notes
 
 
+#: What must agree between two diagnoses for their heads to be the same heads.
+SAME_MODEL_KEYS = ("family", "model_type", "num_layers", "num_heads", "num_kv_heads", "hidden_size")
+
+
+def _check_same_model(points: list[Point]) -> None:
+    ref = points[0].diagnosis.model
+    for p in points[1:]:
+        m = p.diagnosis.model
+        diffs = [f"{k} {ref.get(k)} vs {m.get(k)}" for k in SAME_MODEL_KEYS
+                 if ref.get(k) is not None and m.get(k) is not None and ref.get(k) != m.get(k)]
+        if diffs:
+            raise HeadsurgeonError(
+                f"{points[0].label} and {p.label} are diagnoses of different models ({ref.get('name')} vs {m.get('name')}: "
+                f"{'; '.join(diffs[:3])}); compare diagnoses of one model, or pass --allow-different-models"
+            )
+
+
 def compare(
     inputs: list,
     *,
     zone: SurgeryPlan | str | Path | None = None,
     drift_threshold: float = 0.05,
     labels: list[str] | None = None,
+    allow_different_models: bool = False,
 ) -> Comparison:
     """Compare diagnoses, diagnosis files or surgery run folders (see :func:`.inputs.resolve_points`).
 
     ``zone``: the plan whose targets and ``frozen_in_zone`` heads define the zones (a
     :class:`SurgeryPlan` or a plan file); by default the plan of the first run folder given,
     else no zone (every head counts as outside). ``drift_threshold``: a head drifts when
-    ``|delta| > drift_threshold``.
+    ``|delta| > drift_threshold``. Diagnoses of different models (family or shape; the weights
+    may differ, that is what a comparison measures) are refused unless ``allow_different_models``.
     """
     check_value("drift_threshold", drift_threshold, above=0, below=1)
     points, run = resolve_points(list(inputs), labels)
+    if not allow_different_models:
+        _check_same_model(points)
     shapes = {p.diagnosis.shape for p in points}
     if len(shapes) > 1:
         raise HeadsurgeonError(f"the diagnoses are of models with different shapes {sorted(shapes)}; compare diagnoses of one model")

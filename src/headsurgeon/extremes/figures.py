@@ -13,6 +13,7 @@ from matplotlib.colors import ListedColormap, SymLogNorm, TwoSlopeNorm  # noqa: 
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from headsurgeon.diagnosis.figures import heatmap_axes  # noqa: E402
+from headsurgeon.io import atomic_write_figure  # noqa: E402
 
 from .dormancy import DORMANCY_CLASSES  # noqa: E402
 from .result import ExtremesResult  # noqa: E402
@@ -25,7 +26,7 @@ def _save(fig, path) -> Path:
         if ax.get_xlabel() in ("layer", "residual index") or ax.get_xlabel().startswith("residual index"):
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_write_figure(path, fig, dpi=120)
     plt.close(fig)
     return Path(path)
 
@@ -148,7 +149,7 @@ def save_dormancy(res: ExtremesResult, path: str | Path) -> Path:
     for extra in flat[len(names) + 1 :]:
         extra.axis("off")
     fig.suptitle(f"{res.model['name']}: {t.dormancy_metric} per head by input domain", fontsize=11)
-    fig.savefig(path, dpi=110)
+    atomic_write_figure(path, fig, dpi=110)
     plt.close(fig)
     return Path(path)
 

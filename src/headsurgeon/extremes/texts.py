@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from headsurgeon.errors import HeadsurgeonError
+from headsurgeon.strict import read_utf8
 
 
 def _spread(items: list, n: int) -> list:
@@ -39,7 +40,7 @@ def fortune_chunks(n: int, *, min_chars: int = 400, max_chars: int = 1000) -> li
         return []
     entries = []
     for f in files:
-        for entry in split_fortunes(f.read_text(encoding="utf-8", errors="replace")):
+        for entry in split_fortunes(read_utf8(f, what="text file")):
             flat = " ".join(entry.split())
             if min_chars <= len(flat) <= max_chars and flat.count("|") < 3:  # skip ASCII-art tables
                 entries.append(flat)
@@ -58,7 +59,7 @@ def python_doc_chunks(n: int, *, chars: int = 800) -> list[str]:
         return []
     chunks = []
     for f in _spread(files, 3 * n):
-        paragraphs = [" ".join(p.split()) for p in rest_to_prose(f.read_text(encoding="utf-8", errors="replace")).split("\n\n")]
+        paragraphs = [" ".join(p.split()) for p in rest_to_prose(read_utf8(f, what="text file")).split("\n\n")]
         chunk = ""
         for p in (p for p in paragraphs if len(p) > 120):  # skip titles, "New in version", one-liners
             chunk = f"{chunk} {p}".strip()

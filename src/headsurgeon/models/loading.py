@@ -82,12 +82,16 @@ class LoadedModel:
     tokenizer: object
     adapter: FamilyAdapter
     name: str
-    source: str
+    source: str  # an absolute folder for local models (so a run can be reported from anywhere), else the hub id
     #: How accelerate spread the model (``Placement.to_dict()`` plus the device map it chose); None: one device.
     placement: dict | None = None
+    weights_fingerprint: str | None = None  # preflight.weights_fingerprint of the files it was loaded from
 
     def describe(self) -> dict:
-        return {"name": self.name, "source": self.source, **self.adapter.describe()}
+        out = {"name": self.name, "source": self.source, **self.adapter.describe()}
+        if self.weights_fingerprint:
+            out["weights_fingerprint"] = self.weights_fingerprint
+        return out
 
     @property
     def device(self) -> torch.device:
@@ -124,7 +128,7 @@ def resolve_local_dir(spec: str | None) -> Path:
     if path.suffix == ".gguf":
         if not path.is_file():
             raise HeadsurgeonError(f"GGUF file {path} does not exist; check the path")
-        return convert_gguf(path, name=path.stem)
+        return convert_gguf(path.resolve(), name=path.stem)
     return path
 
 
@@ -135,12 +139,18 @@ def convert_gguf(gguf_path: Path, *, name: str) -> Path:
         return target
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from .preflight import check_gguf_file
+
+    check_gguf_file(gguf_path)  # empty, truncated or not GGUF: one line, before transformers parses it
     folder, fname = str(gguf_path.parent), gguf_path.name
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=fname)
         quantised = AutoModelForCausalLM.from_pretrained(folder, gguf_file=fname, dtype=torch.float32)
     except ImportError as exc:
         raise HeadsurgeonError(f"reading GGUF needs the `gguf` package ({exc}); run `pip install gguf`") from None
+    except (ValueError, KeyError, IndexError, TypeError, OSError) as exc:  # a valid header with contents transformers cannot use
+        raise HeadsurgeonError(f"could not read GGUF file {gguf_path} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+                               "pass a GGUF file of a supported architecture") from None
     # A model loaded from GGUF carries a quantization_config that blocks save_pretrained;
     # rebuild a plain model from the same config and weights.
     config = quantised.config
@@ -263,9 +273,14 @@ def load_model(
         raise HeadsurgeonError(f"{local} has no config.json; pass a folder written by save_pretrained or a .gguf file")
     if is_local and (model_type := _local_model_type(local)) is not None:
         check_model_type(model_type)  # before reading gigabytes of weights
+    if is_local and not any(local.glob("*.safetensors")):
+        pickled = sorted(p.name for p in local.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
+        raise HeadsurgeonError(
+            f"{local} has no .safetensors weights" + (f" (only {pickled[0]}, a pickle)" if pickled else "")
+            + "; headsurgeon never unpickles files: re-save the model with save_pretrained(safe_serialization=True)")
     if is_local and check_memory and placement is None:
         check_weights_fit(local, dtype=dtype, device=device)
-    ref = str(local) if is_local else str(spec)
+    ref = str(local.resolve()) if is_local else str(spec)
     # Offline and not cached: say so at once (only the local HF cache can serve the id).
     local_only = not is_local and (os.environ.get("HF_HUB_OFFLINE") == "1" or not hub_reachable())
     try:
@@ -274,7 +289,8 @@ def load_model(
 
             ref = snapshot_download(str(spec), local_files_only=True)
         with _transformers_progress(progress):
-            model = AutoModelForCausalLM.from_pretrained(ref, dtype=dtype, **(placement.from_pretrained_kwargs() if placement else {}))
+            model = AutoModelForCausalLM.from_pretrained(ref, dtype=dtype, use_safetensors=True,  # never a pickle
+                                                         **(placement.from_pretrained_kwargs() if placement else {}))
         tokenizer = AutoTokenizer.from_pretrained(ref)
     except Exception as exc:  # hub / file errors come in many types; all end in one line
         if not is_local and (local_only or _is_offline_error(exc)):
@@ -306,7 +322,11 @@ def load_model(
     if placement is not None:
         chosen = {k: str(v) for k, v in (getattr(model, "hf_device_map", None) or {}).items()}
         placed = {**placement.to_dict(), "devices": sorted(set(chosen.values()))}
-    return LoadedModel(model=model, tokenizer=tokenizer, adapter=adapter, name=name, source=ref, placement=placed)
+    from .preflight import weights_fingerprint
+
+    folder = Path(ref) if Path(ref).is_dir() else None
+    return LoadedModel(model=model, tokenizer=tokenizer, adapter=adapter, name=name, source=ref, placement=placed,
+                       weights_fingerprint=weights_fingerprint(folder) if folder else None)
 
 
 def wrap_model(model: torch.nn.Module, tokenizer, *, name: str | None = None) -> LoadedModel:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from headsurgeon.errors import HeadsurgeonError
+from headsurgeon.strict import decode_utf8, load_json_strict
 
 from .builtin import Prompt
 
@@ -16,9 +17,10 @@ def read_prompt_file(path: str | Path, *, domain: str | None = None) -> list[Pro
     if not p.is_file():
         raise HeadsurgeonError(f"prompt file {p} does not exist; pass a text file (blank-line separated prompts) or JSONL")
     try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise HeadsurgeonError(f"cannot read prompt file {p} ({type(exc).__name__}); pass a UTF-8 text or JSONL file") from None
+        data = p.read_bytes()
+    except OSError as exc:
+        raise HeadsurgeonError(f"cannot read prompt file {p} ({exc.strerror or exc}); check its permissions") from None
+    text = decode_utf8(data, p, what="cannot read prompt file")  # the one text policy: UTF-8 or refused (headsurgeon.strict)
     dom = domain or p.stem
     prompts: list[Prompt] = []
     if p.suffix == ".jsonl":
@@ -26,13 +28,16 @@ def read_prompt_file(path: str | Path, *, domain: str | None = None) -> list[Pro
             if not line.strip():
                 continue
             try:
-                rec = json.loads(line)
+                rec = load_json_strict(line)
                 body = rec["text"] if isinstance(rec, dict) else None
-            except (json.JSONDecodeError, KeyError):
+            except (ValueError, KeyError):
                 body = None
             if not isinstance(body, str):
-                raise HeadsurgeonError(f"{p} line {i} is not a JSON object with a \"text\" string; fix that line")
-            prompts.append(Prompt(rec.get("name", f"{p.stem}-{len(prompts)}"), rec.get("domain", dom), body))
+                raise HeadsurgeonError(f"{p} line {i} is not a JSON object with a \"text\" string (and no repeated keys); fix that line")
+            name, where = rec.get("name", f"{p.stem}-{len(prompts)}"), rec.get("domain", dom)
+            if not isinstance(name, str) or not isinstance(where, str):
+                raise HeadsurgeonError(f"{p} line {i}: \"name\" and \"domain\" must be strings; fix that line")
+            prompts.append(Prompt(name, where, body))
     else:
         for chunk in text.split("\n\n"):
             if chunk.strip():

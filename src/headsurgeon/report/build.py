@@ -29,7 +29,7 @@ from headsurgeon.evaluation.figures import (
 from headsurgeon.evaluation.generation import GenerationSettings
 from headsurgeon.evaluation.inputs import load_run
 from headsurgeon.evaluation.trajectory import perplexity_trajectory
-from headsurgeon.io import atomic_write_text, envelope
+from headsurgeon.io import atomic_write_text, check_output_file, envelope
 from headsurgeon.options import check_fields, option
 
 from . import pieces
@@ -108,6 +108,7 @@ def build_report(
     opts = options or ReportOptions()
     start = time.perf_counter()
     run = load_run(run_dir)
+    check_output_file(out if out else run.run_dir / "report.html")  # a read-only place fails before any model loads
     notes: list[str] = []
     if not run.finished:
         notes.append(f"the run's status is '{run.manifest.get('status')}': this report shows its evaluations so far")

@@ -45,13 +45,23 @@ def checkpoints(run: RunRecord, stock: Path | None) -> dict[str, Path]:
 
 def stock_folder(run: RunRecord, spec: str | None) -> tuple[Path | None, str | None]:
     """The stock model's local folder, or ``(None, why not)``."""
-    source = spec or run.manifest.get("model", {}).get("source")
+    if spec:  # asked for explicitly: a wrong path is an error, not a note
+        folder = resolve_local_dir(spec)
+        if not (folder / "config.json").is_file():
+            raise HeadsurgeonError(f"--stock-model {spec} is not a local model folder (no config.json); pass the folder the run was made from")
+        return folder, None
+    source = run.manifest.get("model", {}).get("source")
     if not source or source == "in-memory":
         return None, "the run was made from an in-memory model; pass --stock-model FOLDER to include the stock model"
     try:
         folder = resolve_local_dir(source)
     except HeadsurgeonError as exc:
         return None, str(exc)
+    if not (folder / "config.json").is_file() and not Path(source).is_absolute():
+        # manifests before 0.1 stored the -m path as typed: try it from the folders around the run
+        for base in Path(run.run_dir).resolve().parents:
+            if (base / source / "config.json").is_file():
+                return base / source, None
     if not (folder / "config.json").is_file():
         return None, f"stock model {source} is not a local model folder; pass --stock-model FOLDER"
     return folder, None

@@ -30,6 +30,8 @@ from headsurgeon.errors import HeadsurgeonError
 from headsurgeon.io import atomic_write_bytes, ensure_output_dir, read_document, write_document
 from headsurgeon.measurements import ablation_effects
 from headsurgeon.models import LoadedModel, load_model
+from headsurgeon.models.preflight import model_facts
+from headsurgeon.surgery.preflight import check_sequence_length
 from headsurgeon.surgery import SurgeryConfig, SurgeryPlan, operate
 from headsurgeon.surgery.data import diagnosis_prompts, run_data
 from headsurgeon.surgery.folder import RunFolder
@@ -168,11 +170,28 @@ def run_study(model: ModelSource = None, *, out_dir: str | Path, settings: Study
         torch.set_num_threads(before)
 
 
+#: Files that mark a folder as another command's output; a study never writes into one.
+FOREIGN_OUTPUTS = {"manifest.json": "a surgery run", "diagnosis.json": "a diagnosis", "extremes.json": "an extremes study",
+                   "report.json": "a report", "toy_run.json": "a toy run", "toy_compare.json": "a toy comparison"}
+
+
+def _check_study_folder(out: Path) -> None:
+    for name, what in FOREIGN_OUTPUTS.items():
+        if (out / name).is_file():
+            raise HeadsurgeonError(f"{out} holds {what} ({name}), not a study; choose a new --out for the study")
+
+
 def _run_study(model: ModelSource, *, out_dir, settings: StudySettings, progress: bool, figures: bool) -> StudyResult:
     out = ensure_output_dir(out_dir)
+    _check_study_folder(out)
+    if not callable(model):  # cheap checks from config.json before any weight is read
+        facts = model_facts(model)
+        if facts is not None:
+            check_sequence_length(settings.training.seq_len, facts.max_positions, facts.folder.name)
     factory = _factory(model)
     start = time.perf_counter()
     loaded = factory()
+    check_sequence_length(settings.training.seq_len, loaded.adapter.max_positions, loaded.name)
     description = loaded.describe()
     diag = _stock_diagnosis(loaded, out)
     del loaded

@@ -16,9 +16,11 @@ from pathlib import Path
 
 import torch
 
+from headsurgeon.corpus.sources import resolve_source
 from headsurgeon.errors import HeadsurgeonError
-from headsurgeon.io import read_document
+from headsurgeon.io import ensure_output_dir, read_document
 from headsurgeon.models import LoadedModel, load_model
+from headsurgeon.models.preflight import model_facts
 
 from .checkpoint import RECORD, save_model
 from .config import SurgeryConfig
@@ -26,6 +28,7 @@ from .folder import RunFolder
 from .invariant import compare_hashes, frozen_hashes, region_hashes
 from .manifest import RunManifest
 from .plan import SurgeryPlan
+from .preflight import check_run_inputs
 from .slices import SurgicalSlices
 from .training_run import SurgeryResult, Trainable, run_training
 
@@ -88,15 +91,26 @@ def operate(
     config: SurgeryConfig | None = None,
     progress: bool = True,
     stop_after_step: int | None = None,
+    allow_other_model: bool = False,
 ) -> SurgeryResult:
     """Run surgery; returns the :class:`SurgeryResult`. ``stop_after_step`` simulates a kill (tests).
 
     Raises :class:`~headsurgeon.surgery.training_run.RunInterrupted` (a ``KeyboardInterrupt``)
-    on Ctrl-C, saying what was kept; the same call resumes.
+    on Ctrl-C, saying what was kept; the same call resumes. The plan must have been made for
+    this model (family, shape, weights fingerprint) unless ``allow_other_model``; that, the
+    sequence length, the output folder and the corpus paths are checked before any weight is read.
     """
     cfg = config or SurgeryConfig()
     plan = plan if isinstance(plan, SurgeryPlan) else SurgeryPlan.load(plan)
-    loaded = model if isinstance(model, LoadedModel) else load_model(model)
+    ensure_output_dir(out_dir)
+    facts = None if isinstance(model, LoadedModel) else model_facts(model)
+    if facts is not None:  # config.json only: nothing loaded yet
+        check_run_inputs(plan, facts.describe, facts.max_positions, cfg, allow_other_model=allow_other_model)
+    for source in (cfg.corpus, cfg.other_corpus):  # a missing path or a broken data set folder: before the model loads
+        if source:
+            resolve_source(source)
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, progress=progress)
+    check_run_inputs(plan, loaded.describe(), loaded.adapter.max_positions, cfg, allow_other_model=allow_other_model)
     return run_training(SliceTraining(loaded, plan, cfg), out_dir=out_dir, progress=progress, stop_after_step=stop_after_step)
 
 

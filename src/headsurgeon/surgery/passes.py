@@ -8,6 +8,7 @@ from pathlib import Path
 
 from headsurgeon.diagnosis import Diagnosis
 from headsurgeon.errors import HeadsurgeonError
+from headsurgeon.models.preflight import weights_fingerprint
 
 from .folder import RunFolder
 from .manifest import load_manifest
@@ -24,7 +25,15 @@ def best_diagnosis(run_dir: str | Path) -> Diagnosis:
     rows = rows or [r for r in m.history if r.get("diagnosis")][-1:]
     if not rows:
         raise HeadsurgeonError(f"{run_dir} recorded no diagnoses (diagnose_every_eval was off); run `headsurgeon diagnose` on its best model")
-    return Diagnosis.load(folder.resolve(rows[-1]["diagnosis"]))
+    diag = Diagnosis.load(folder.resolve(rows[-1]["diagnosis"]))
+    # Diagnoses made during training describe the stock model's files; the plan for the next
+    # pass is for the saved best model, so it carries that folder's weights fingerprint.
+    best_dir = Path(run_dir) / "models" / "best"
+    fingerprint = weights_fingerprint(best_dir) if (best_dir / "config.json").is_file() else None
+    diag.model = {**diag.model, "source": str(best_dir.resolve()), "weights_fingerprint": fingerprint}
+    if fingerprint is None:
+        diag.model.pop("weights_fingerprint")
+    return diag
 
 
 def best_model_dir(run_dir: str | Path) -> Path:

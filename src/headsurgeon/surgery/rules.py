@@ -20,7 +20,7 @@ from headsurgeon.diagnosis import COLLAPSED, LABELS, Diagnosis
 from headsurgeon.errors import HeadsurgeonError
 from headsurgeon.models.adapters import HeadRef
 
-from .plan import SurgeryPlan
+from .plan import MODEL_KEYS, SurgeryPlan
 
 
 def parse_range(text: str | None, what: str, upper: int) -> tuple[int, int] | None:
@@ -123,7 +123,8 @@ def make_plan(
                 targets.setdefault(HeadRef(h.layer, q), f"shares KV group {g} with {h}")
     if not targets:
         raise HeadsurgeonError("these rules select no heads; relax them (e.g. --class bos_sink,dead or --top 20)")
-    model = {k: diagnosis.model.get(k) for k in ("name", "family", "num_layers", "num_heads", "num_kv_heads")}
+    # the model the plan is for: family, shape and weights fingerprint (checked by operate)
+    model = {k: diagnosis.model.get(k) for k in MODEL_KEYS if k not in ("source", "attention") and diagnosis.model.get(k) is not None}
     if diagnosis.model.get("attention"):  # the family's declarations and warnings travel with the plan
         model["attention"] = diagnosis.model["attention"]
     return SurgeryPlan(

@@ -46,6 +46,10 @@ def compare_variants(base: ToyConfig, *, out_dir: str | Path | None = None,
     if not variants:
         raise HeadsurgeonError("no variants to compare; name at least one of " + ", ".join(VARIANTS))
     configs = {name: variant_config(base, name) for name in variants}
+    if out_dir is not None:
+        from headsurgeon.io import ensure_output_dir
+
+        ensure_output_dir(out_dir)  # before the first variant trains
     task = task or task_for(base)
     runs = {}
     for name, cfg in configs.items():

@@ -8,7 +8,6 @@ Every panel is about the run's *copy head* (see ``dynamics.summarize``).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib
@@ -20,12 +19,12 @@ _LAYER_COLORS = ("tab:gray", "tab:blue", "tab:orange", "tab:green", "tab:red", "
 
 
 def _save(fig, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
+    from headsurgeon.io import atomic_write_figure
+
+    try:
+        atomic_write_figure(path, fig, dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
 
 
 def _panels(axes, run, *, with_titles: bool = True) -> None:

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from headsurgeon.errors import HeadsurgeonError
+from headsurgeon.strict import read_utf8
 
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
 PYDOC_DIR = Path("/usr/share/doc/python3.11/html/_sources")
@@ -61,7 +62,7 @@ def load_text(path: str | Path | None = None) -> tuple[str, str]:
                 f"no offline text found in {FORTUNES_DIR} or {PYDOC_DIR}; "
                 "install 'fortunes' or 'python3.11-doc' (apt) or pass a text file (text_path=...)"
             )
-    parts = [f.read_text(encoding="utf-8", errors="replace") for f in files]
+    parts = [read_utf8(f, what="text file") for f in files]
     text = "\n".join(parts)
     if files[0].parent == FORTUNES_DIR:
         text = re.sub(r"^%\s*$", " ", text, flags=re.MULTILINE)  # entry separators

@@ -11,7 +11,7 @@ claim "generation is not the bottleneck" is measured on every run, not assumed.
 
 from __future__ import annotations
 
-import os
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -56,9 +56,13 @@ def train(config: ToyConfig, *, out_dir: str | Path | None = None, progress: boo
     """Train one toy model and return its dynamics, final summary and timing.
 
     ``out_dir`` (optional) receives ``toy_run.json``, ``dynamics.csv``, ``dynamics.png`` and
-    ``model.pt``. ``task`` lets several runs share one task instance (it must match the
+    ``model.safetensors``. ``task`` lets several runs share one task instance (it must match the
     config). ``on_log(step, row)`` is called after every measurement.
     """
+    if out_dir is not None:
+        from headsurgeon.io import ensure_output_dir
+
+        ensure_output_dir(out_dir)  # an existing file or a read-only place fails before training
     task = task or task_for(config)
     old_threads = torch.get_num_threads()
     if config.threads > 0:
@@ -157,12 +161,16 @@ def save(result: ToyRunResult, out_dir: str | Path) -> dict[str, str]:
     plot_dynamics(result, png)
     files["png"] = str(png)
     if result.model is not None:
-        pt = out / "model.pt"
-        tmp = out / ".model.pt.tmp"  # atomic like the JSON: write aside, then rename
-        torch.save({"config": result.config.to_dict(), "task": result.task,
-                    "state_dict": result.model.state_dict()}, tmp)
-        os.replace(tmp, pt)
-        files["model"] = str(pt)
+        from safetensors.torch import save as safetensors_bytes
+
+        from headsurgeon.io import atomic_write_bytes
+
+        # safetensors, not torch.save: nothing headsurgeon writes needs unpickling to read
+        path = out / "model.safetensors"
+        state = {k: v.detach().contiguous().cpu() for k, v in result.model.state_dict().items()}
+        meta = {"config": json.dumps(result.config.to_dict()), "task": json.dumps(result.task, default=str)}
+        atomic_write_bytes(path, safetensors_bytes(state, metadata=meta))
+        files["model"] = str(path)
     result.files.update(files)
     result.write(out)  # again, so the JSON lists every file
     return files
