@@ -69,7 +69,7 @@ def cli_runs(tmp_path_factory, tiny_factory, opt_saver):
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
         def run(name: str):
             p = start(name)
-            out, err = p.communicate(timeout=300)
+            out, err = p.communicate()  # no timeout: how long it takes depends on the machine
             return name, (p.returncode, out, err)
 
         results = dict(pool.map(run, cases))

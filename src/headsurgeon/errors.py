@@ -42,6 +42,16 @@ class DiskFullError(HeadsurgeonError):
     exit_code = 1
 
 
+_REASONS = {errno.ENOSPC: "no space left on the device", errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
+            errno.EPERM: "permission denied", errno.ENOTDIR: "part of the path is a file, not a folder",
+            errno.EEXIST: "part of the path is a file, not a folder", errno.ENAMETOOLONG: "name too long"}
+
+
+def os_reason(exc: OSError) -> str:
+    """The operating system's refusal in a few lower-case words."""
+    return _REASONS.get(getattr(exc, "errno", None)) or (getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)
+
+
 def from_os_error(exc: BaseException, path=None) -> HeadsurgeonError:
     """One line for an ``OSError`` (or a safetensors/torch error wrapping one) met while writing.
 
@@ -71,7 +81,7 @@ def from_os_error(exc: BaseException, path=None) -> HeadsurgeonError:
     if code == errno.ENOTDIR:
         return HeadsurgeonError(f"cannot write {where}: part of that path is a file, not a folder; choose another --out")
     if code == errno.EEXIST:
-        return HeadsurgeonError(f"cannot create {where}: a file of that name exists where a folder is needed; choose another --out")
+        return HeadsurgeonError(f"cannot write {where}: part of that path is a file, not a folder; choose another --out")
     if code == errno.ENAMETOOLONG:
         return HeadsurgeonError(f"cannot write {where}: the name is too long; choose a shorter --out")
     if code == errno.ENOENT:

@@ -15,11 +15,24 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from headsurgeon._version import DOCUMENT_VERSIONS, __version__
-from headsurgeon.errors import HeadsurgeonError, from_os_error
+from headsurgeon.errors import HeadsurgeonError, from_os_error, os_reason
 
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _create_temp(folder: Path, prefix: str) -> tuple[int, str]:
+    """A new temporary file in ``folder``: the one place every writer (and the writability probe)
+    creates files, so tests can simulate a read-only place or a full disk here."""
+    return tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".tmp")
+
+
+def _write_all(fh, data: bytes) -> None:
+    """Write and flush ``data`` to disk (the seam where tests simulate a disk filling up)."""
+    fh.write(data)
+    fh.flush()
+    os.fsync(fh.fileno())
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -34,7 +47,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise HeadsurgeonError(f"{path} is a directory, not a file; pass a file path")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = _create_temp(path.parent, f".{path.name}.")
     except OSError as exc:
         raise from_os_error(exc, path) from None
     try:
@@ -43,9 +56,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         os.umask(umask)
         os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+            _write_all(fh, data)
         os.replace(tmp, path)
     except BaseException as exc:
         if os.path.exists(tmp):
@@ -128,10 +139,12 @@ def ensure_output_dir(path: str | Path, *, flag: str = "--out") -> Path:
         raise HeadsurgeonError(f"cannot write to output directory {p}: it is an existing file, not a folder; choose another {flag}")
     try:
         p.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=p, prefix=".write-test-", delete=True) as probe:
-            probe.write(b"x")
-            probe.flush()
+        fd, probe = _create_temp(p, ".write-test-")
+        try:
+            os.write(fd, b"x")
+        finally:
+            os.close(fd)
+            os.unlink(probe)
     except OSError as exc:
-        reason = "no space left on the device" if exc.errno == 28 else (exc.strerror or str(exc))
-        raise HeadsurgeonError(f"cannot write to output directory {p} ({reason}); choose a writable {flag}") from None
+        raise HeadsurgeonError(f"cannot write to output directory {p} ({os_reason(exc)}); choose a writable {flag}") from None
     return p

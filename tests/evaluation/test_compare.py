@@ -116,8 +116,10 @@ def test_run_folder_gives_stock_plus_every_evaluation_and_its_plan(tmp_path):
 def test_notes_and_errors(tmp_path):
     c = compare([diag(BEFORE), diag(AFTER, prompts=("a", "c"))])
     assert any("other prompts" in n for n in c.notes)
-    with pytest.raises(HeadsurgeonError, match="different shapes"):
+    with pytest.raises(HeadsurgeonError, match="different models .*num_layers 3 vs 2"):
         compare([diag(BEFORE), diag([[1, 2], [3, 4]])])
+    with pytest.raises(HeadsurgeonError, match="different shapes"):  # allowed models still need one shape
+        compare([diag(BEFORE), diag([[1, 2], [3, 4]])], allow_different_models=True)
     for bad in (0, float("nan"), float("inf")):
         with pytest.raises(HeadsurgeonError, match="--drift-threshold must be a finite number > 0"):
             compare([diag(BEFORE), diag(AFTER)], drift_threshold=bad)

@@ -127,11 +127,11 @@ def test_verify_detects_tampering(text_corpus, tmp_path):
 
 
 def test_bad_inputs(text_corpus, tmp_path):
-    with pytest.raises(HeadsurgeonError, match="learning rate must be > 0"):
+    with pytest.raises(HeadsurgeonError, match="--lr must be a finite number > 0"):
         _cfg(text_corpus, lr=-1.0)
     with pytest.raises(HeadsurgeonError, match="out of range"):
         operate(_lm(), SurgeryPlan(model={}, targets=[HeadRef(9, 0)]), out_dir=tmp_path / "a", config=_cfg(text_corpus), progress=False)
-    with pytest.raises(HeadsurgeonError, match="made for a model"):
+    with pytest.raises(HeadsurgeonError, match="plan was made for .*num_layers 30 in the plan, 2 here"):
         plan = SurgeryPlan(model={"num_layers": 30, "num_heads": 9}, targets=[HeadRef(0, 0)])
         operate(_lm(), plan, out_dir=tmp_path / "b", config=_cfg(text_corpus), progress=False)
     empty = tmp_path / "empty"

@@ -82,7 +82,9 @@ def _one_line(message: str) -> str:
 
 def _subcommand(argv: list[str]) -> str:
     words = [a for a in argv if not a.startswith("-")]
-    return " ".join(words[:2]) if words[:1] == ["toy"] else (words[0] if words else "")
+    if not words or words[0] not in SUBCOMMANDS:
+        return ""
+    return " ".join(words[:2]) if words[0] == "toy" and words[1:2] and words[1] in ("train", "compare", "presets") else words[0]
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -18,7 +18,7 @@ def _ints(text: Optional[str], what: str) -> Optional[tuple[int, ...]]:
     try:
         return tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError:
-        raise HeadsurgeonError(f"--{what} takes comma-separated integers like 0,1,2, not '{text}'") from None
+        raise HeadsurgeonError(f"--{what} takes comma-separated integers, not '{text}'; write e.g. --{what} 0,1,2") from None
 
 
 def _g(x, fmt: str = ".4g") -> str:

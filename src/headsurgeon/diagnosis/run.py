@@ -12,7 +12,8 @@ from headsurgeon.models import LoadedModel, load_model
 from headsurgeon.models.loading import parse_device, parse_dtype
 from headsurgeon.models.placement import Placement
 from headsurgeon.prompts import Prompt, builtin_prompts, read_prompt_file
-from headsurgeon.prompts.encoding import EncodedPrompt, encode_prompts, first_token
+from headsurgeon.options import check_value
+from headsurgeon.prompts.encoding import BOS_MODES, EncodedPrompt, encode_prompts, first_token
 from headsurgeon.streaming import DEFAULT_BUDGET, StreamedModel, open_streamed
 from headsurgeon.streaming.choice import (
     check_streamed_fits,
@@ -83,6 +84,7 @@ def diagnose(
     thresholds = thresholds or Thresholds()
     if batch_size < 1 or (max_length is not None and max_length < 2):
         raise HeadsurgeonError("--batch-size must be >= 1 and --max-length >= 2")
+    check_value("bos", bos, choices=BOS_MODES)  # before the model loads
     if out_dir is not None:
         from headsurgeon.io import ensure_output_dir
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from headsurgeon.errors import HeadsurgeonError
+from headsurgeon.models.preflight import model_facts
 from headsurgeon.models import LoadedModel, load_model
 from headsurgeon.models.adapters import HeadRef
 from headsurgeon.models.loading import parse_device, parse_dtype
@@ -80,6 +81,15 @@ def run_extremes(
 
         ensure_output_dir(out_dir)  # fail before the slow part
     doms = build_domains(domains, domain_files, local_text=local_text)
+    if heads is not None and "interventions" not in parts:
+        raise HeadsurgeonError("heads to intervene on were given but interventions are not selected; add 'interventions' to --only")
+    facts = model_facts(model) if model is None or isinstance(model, str) else None  # config.json: before any weight is read
+    if facts is not None:
+        L, H = facts.describe["num_layers"], facts.describe["num_heads"]
+        for ref in heads or []:
+            if not (0 <= ref.layer < L and 0 <= ref.head < H):
+                raise HeadsurgeonError(f"head {ref} does not exist in {facts.describe['name']} ({L} layers x {H} heads); "
+                                       "use zero-based indices in range")
     if isinstance(model, StreamedModel):  # opened by the caller, e.g. open_streamed(spec, device="cuda:0")
         use_stream = True
     elif isinstance(model, LoadedModel) or placement is not None or device == "auto":
@@ -100,11 +110,11 @@ def run_extremes(
     else:
         loaded = model if isinstance(model, LoadedModel) else load_model(
             model, progress=progress, dtype=dtype, device=device, placement=placement)
-    if heads is not None:
-        if "interventions" not in parts:
-            raise HeadsurgeonError("heads to intervene on were given but interventions are not selected; add 'interventions' to --only")
-        for ref in heads:
-            loaded.adapter.check_head(ref.layer, ref.head)
+    for ref in heads or []:
+        loaded.adapter.check_head(ref.layer, ref.head)
+    limit = getattr(loaded.adapter, "max_positions", None)
+    if limit is not None:  # truncation never reaches past the position table
+        max_length = min(max_length, limit)
     encoded = encode_prompts(loaded.tokenizer, [p for d in doms for p in d.prompts], bos=bos, max_length=max_length)
     start = time.perf_counter()
     streaming = None

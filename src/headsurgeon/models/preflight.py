@@ -80,14 +80,19 @@ def weights_fingerprint(folder: str | Path) -> str | None:
     return digest.hexdigest()[:16]
 
 
-def facts_from_config(config, folder: Path) -> ModelFacts:
-    """Facts from a ``transformers`` config object, through the family's adapter."""
+def facts_from_config(config, folder: Path, name: str | None = None) -> ModelFacts:
+    """Facts from a ``transformers`` config object, through the family's adapter, plus the
+    weights fingerprint of ``folder`` (headers and samples only)."""
     from .adapters import check_model_type
 
     cls = check_model_type(getattr(config, "model_type", None))
     # The adapter reads only the config in its constructor: a stand-in with no parameters serves.
     adapter = cls(SimpleNamespace(config=config, named_parameters=lambda: iter(())))
-    return ModelFacts(folder=folder, describe=adapter.describe(), max_positions=adapter.max_positions)
+    describe = {"name": name or folder.name, **adapter.describe()}
+    fingerprint = weights_fingerprint(folder)
+    if fingerprint:
+        describe["weights_fingerprint"] = fingerprint
+    return ModelFacts(folder=folder, describe=describe, max_positions=adapter.max_positions)
 
 
 def _config_of(folder: Path):
@@ -116,12 +121,14 @@ def model_facts(spec: str | None) -> ModelFacts | None:
     A local folder without ``config.json``, an unsupported architecture and a broken GGUF file
     are refused here, with the same one-line errors :func:`~headsurgeon.models.load_model` gives.
     """
-    from .loading import DEFAULT_MODEL, default_gguf_path, looks_like_hub_id
+    from .loading import DEFAULT_MODEL, DEFAULT_MODEL_NAME, default_gguf_path, looks_like_hub_id
 
+    name = None
     if spec in (None, "", DEFAULT_MODEL):
-        folder = _converted(default_gguf_path())
+        folder, name = _converted(default_gguf_path()), DEFAULT_MODEL_NAME
     elif str(spec).endswith(".gguf"):
         path = Path(spec).expanduser()
+        name = path.stem
         if not path.is_file():
             raise HeadsurgeonError(f"GGUF file {path} does not exist; check the path")
         folder = _converted(path)
@@ -132,14 +139,14 @@ def model_facts(spec: str | None) -> ModelFacts | None:
         if path.exists():
             if not (path / "config.json").is_file():
                 raise HeadsurgeonError(f"{path} has no config.json; pass a folder written by save_pretrained or a .gguf file")
-            folder = path
+            folder = path.resolve()
         elif not looks_like_hub_id(str(spec)):
             raise HeadsurgeonError(f"model path {spec} does not exist; pass an existing folder, a .gguf file or a hub id")
         else:
             folder = _hub_cached(str(spec))
     if folder is None:
         return None
-    return facts_from_config(_config_of(folder), folder)
+    return facts_from_config(_config_of(folder), folder, name)
 
 
 def _converted(gguf: Path) -> Path | None:

@@ -14,6 +14,8 @@ from .builtin import Prompt
 
 def read_prompt_file(path: str | Path, *, domain: str | None = None) -> list[Prompt]:
     p = Path(path).expanduser()
+    if p.is_dir():
+        raise HeadsurgeonError(f"prompt file {p} is a directory; pass a text file (blank-line separated prompts) or JSONL")
     if not p.is_file():
         raise HeadsurgeonError(f"prompt file {p} does not exist; pass a text file (blank-line separated prompts) or JSONL")
     try:

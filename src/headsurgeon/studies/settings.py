@@ -53,7 +53,7 @@ class StudySettings:
         if bad:
             raise HeadsurgeonError(f"unknown arm '{bad[0]}'; choose from {', '.join(ARMS)}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise HeadsurgeonError("--seeds needs at least one seed and no repeats, e.g. 0,1,2")
+            raise HeadsurgeonError(f"--seeds needs at least one seed and no repeats, not {','.join(map(str, self.seeds)) or 'nothing'}; write e.g. --seeds 0,1,2")
         check_fields(self)
         # stock first, the rest in canonical order, whatever order the user typed
         object.__setattr__(self, "arms", tuple(a for a in ARMS if a == "stock" or a in self.arms))
