@@ -167,6 +167,16 @@ CASES: dict[str, tuple[list[str], int, list[str], str, str | None]] = {
     "study-into-surgery-run": (["study", "-m", "{llama}", "--preset", "tiny", "-o", "{run}"], 2, ["holds a surgery run"], EARLY, None),
     "operate-into-study-like-folder": (["operate", "{plan_llama}", "-m", "{llama}", "--preset", "tiny", "--corpus", "{corpus}", "-o", "{nonempty}"], 2,
                                        ["not empty"], LATE, None),
+    # ---- more hostile inputs ---------------------------------------------------------------------
+    "plan-yaml-python-tag": (["operate", "{p_pytag_yaml}", "-m", "{llama}"], 2, ["does not parse as YAML"], EARLY, None),
+    "compare-zone-bad-plan": (["compare", "{diag_llama}", "{diag_llama2}", "--zone", "{p_float}", "-o", "{tmp}/cmp-zone"], 2,
+                              ["not a head number"], EARLY, None),
+    "report-not-a-run": (["report", "{tmp}/latin1-folder", "--fast"], 2, ["manifest.json"], EARLY, None),
+    "plan-from-a-plan-file": (["plan", "{plan_llama}", "--top", "2", "-o", "{tmp}/p2.json"], 2, ["'plan' document"], EARLY, None),
+    "diagnose-max-length-one": (["diagnose", "-m", "{llama}", "--max-length", "1"], 2, ["--max-length"], EARLY, None),
+    "operate-epochs-zero": (["operate", "{plan_llama}", "-m", "{llama}", "--seed", "0", "--epochs", "0"], 2, ["--epochs must be"], EARLY, None),
+    "study-targets-zero": (["study", "-m", "{llama}", "--preset", "tiny", "--targets", "0"], 2, ["--targets must be"], EARLY, None),
+    "extremes-only-bogus": (["extremes", "-m", "{llama}", "--only", "sinks,vibes"], 2, ["unknown part"], EARLY, None),
     # ---- usage errors are one line too -----------------------------------------------------------
     "usage-unknown-option": (["operate", "{plan_llama}", "--learning-rate", "1"], 2, ["No such option", "operate --help"], EARLY, None),
     "usage-missing-argument": (["operate"], 2, ["Missing argument", "operate --help"], EARLY, None),
@@ -261,7 +271,7 @@ def inputs(tmp_path_factory, saved_tiny, tiny_factory, opt_saver):
         (tmp / f"{name}.json").write_text(text)
         v[name] = str(tmp / f"{name}.json")
     for name, text in {"p_dup_yaml": "kind: plan\ntargets:\n  1: [0]\n  1: [2]\n", "p_yes_yaml": "targets:\n  1: [yes]\n",
-                       "p_yaml_list": "- 1\n- 2\n"}.items():
+                       "p_yaml_list": "- 1\n- 2\n", "p_pytag_yaml": "targets: !!python/object/apply:os.system [echo hi]\n"}.items():
         (tmp / f"{name}.yaml").write_text(text)
         v[name] = str(tmp / f"{name}.yaml")
     (tmp / "p_latin1.json").write_bytes(b'{"kind": "plan", "rules": ["caf\xe9"], "targets": {"0": [1]}}')

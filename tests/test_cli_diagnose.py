@@ -126,7 +126,7 @@ def test_help_lists_the_options(capsys):
     [
         (["--prompts", "{tmp}/nope.txt"], "does not exist"),
         (["--bos", "always"], "--bos must be one of"),
-        (["--batch-size", "0"], "--batch-size must be >= 1"),
+        (["--batch-size", "0"], "--batch-size must be a whole number >= 1"),
         (["--low-entropy-threshold", "-1"], "--low-entropy-threshold must be a finite number >= 0"),
     ],
 )

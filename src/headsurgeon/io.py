@@ -111,8 +111,12 @@ def read_document(path: str | Path, *, kind: str | tuple[str, ...]) -> dict:
     p = Path(path).expanduser()
     if not p.is_file():
         raise HeadsurgeonError(f"{p} does not exist; pass the JSON file headsurgeon wrote")
+    from headsurgeon.strict import DuplicateKeyError, no_repeated_keys
+
     try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
+        doc = json.loads(p.read_text(encoding="utf-8"), object_pairs_hook=no_repeated_keys)
+    except DuplicateKeyError as exc:
+        raise HeadsurgeonError(f"{p} repeats the key {exc.key!r}; pass a file headsurgeon wrote") from None
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise HeadsurgeonError(f"{p} is not valid JSON; pass a file headsurgeon wrote") from None
     if not isinstance(doc, dict):
@@ -121,7 +125,7 @@ def read_document(path: str | Path, *, kind: str | tuple[str, ...]) -> dict:
     found = doc.get("kind")
     if found not in kinds:
         wanted = "' or '".join(kinds)
-        raise HeadsurgeonError(f"{p} is a '{found}' document, expected '{wanted}'")
+        raise HeadsurgeonError(f"{p} is a '{found}' document, not a '{wanted}' one; pass a {kinds[0]} file")
     version, expected = str(doc.get("schema_version", "")), DOCUMENT_VERSIONS[found]
     if version.split(".")[0] != expected.split(".")[0]:
         raise HeadsurgeonError(f"{p} has {found} schema version '{version}', this headsurgeon reads {expected}; regenerate it")

@@ -51,7 +51,8 @@ def read_utf8(path: str | Path, *, what: str = "file") -> str:
     return decode_utf8(data, p, what=what)
 
 
-def _no_repeats(pairs):
+def no_repeated_keys(pairs):
+    """``object_pairs_hook`` for ``json.loads``: a repeated key raises :class:`DuplicateKeyError`."""
     out = {}
     for key, value in pairs:
         if key in out:
@@ -66,7 +67,7 @@ def _no_constants(name: str):
 
 def load_json_strict(text: str):
     """``json.loads`` that refuses repeated keys and the non-JSON constants NaN / Infinity."""
-    return json.loads(text, object_pairs_hook=_no_repeats, parse_constant=_no_constants)
+    return json.loads(text, object_pairs_hook=no_repeated_keys, parse_constant=_no_constants)
 
 
 def load_yaml_strict(text: str):

@@ -36,7 +36,7 @@ class Thresholds:
                 f"thresholds out of order: need 0 <= sink ({self.sink}) < dead ({self.dead}) <= 1; fix --sink-threshold/--dead-threshold"
             )
         if self.low_entropy < 0:
-            raise HeadsurgeonError(f"--low-entropy-threshold must be >= 0 nats, not {self.low_entropy}")
+            raise HeadsurgeonError(f"--low-entropy-threshold must be >= 0 nats, not {self.low_entropy}; e.g. --low-entropy-threshold 0.5")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -82,8 +82,8 @@ def diagnose(
     ``device_map``/``max_memory``/offload; see :mod:`headsurgeon.models.placement`).
     """
     thresholds = thresholds or Thresholds()
-    if batch_size < 1 or (max_length is not None and max_length < 2):
-        raise HeadsurgeonError("--batch-size must be >= 1 and --max-length >= 2")
+    check_value("batch_size", batch_size, integer=True, min=1, hint="e.g. --batch-size 4")
+    check_value("max_length", max_length, optional=True, integer=True, min=2, hint="e.g. --max-length 512")
     check_value("bos", bos, choices=BOS_MODES)  # before the model loads
     if out_dir is not None:
         from headsurgeon.io import ensure_output_dir

@@ -27,7 +27,7 @@ def parse_domain_option(values: Sequence[str]) -> dict[str, str]:
     for v in values:
         name, sep, path = v.partition("=")
         if not sep or not name.strip() or not path.strip():
-            raise HeadsurgeonError(f"--domain expects name=path (e.g. --domain legal=contracts.txt), not '{v}'")
+            raise HeadsurgeonError(f"--domain expects name=path, not '{v}'; write e.g. --domain legal=contracts.txt")
         if name.strip() in out:
             raise HeadsurgeonError(f"domain '{name.strip()}' is given twice; use one file per domain name")
         out[name.strip()] = path.strip()
@@ -58,7 +58,7 @@ def build_domains(
     if clash:
         raise HeadsurgeonError(f"domain name(s) {', '.join(clash)} are built in; give your file another name or drop the built-in domain")
     if local_text < 0:
-        raise HeadsurgeonError(f"local text chunks per domain must be >= 0, not {local_text}")
+        raise HeadsurgeonError(f"--local-text must be >= 0, not {local_text}; pass 0 to turn it off")
     out = []
     for name in names:
         prompts, sources = builtin_prompts([name]), ["builtin"]

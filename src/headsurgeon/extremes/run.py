@@ -10,6 +10,7 @@ import numpy as np
 
 from headsurgeon.errors import HeadsurgeonError
 from headsurgeon.models.preflight import model_facts
+from headsurgeon.options import check_value
 from headsurgeon.models import LoadedModel, load_model
 from headsurgeon.models.adapters import HeadRef
 from headsurgeon.models.loading import parse_device, parse_dtype
@@ -74,8 +75,8 @@ def run_extremes(
     """
     parts = normalise_parts(what)
     settings = settings or ExtremesSettings()
-    if batch_size < 1 or max_length < 8:
-        raise HeadsurgeonError("--batch-size must be >= 1 and --max-length >= 8")
+    check_value("batch_size", batch_size, integer=True, min=1, hint="e.g. --batch-size 4")
+    check_value("max_length", max_length, integer=True, min=8, hint="e.g. --max-length 128")
     if out_dir is not None:
         from headsurgeon.io import ensure_output_dir
 

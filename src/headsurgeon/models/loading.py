@@ -303,7 +303,7 @@ def load_model(
             raise HeadsurgeonError(
                 f"could not load '{spec}' from the hub ({type(exc).__name__}); check the id, or pass a local folder"
             ) from None
-        raise HeadsurgeonError(f"could not load model from {local}: {str(exc).splitlines()[0]}") from None
+        raise HeadsurgeonError(f"could not load model from {local}: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}; check the folder was written by save_pretrained") from None
     adapter = adapter_for(model)  # raises the unsupported-architecture error before anything else
     if placement is None:
         model.to(device)

@@ -44,7 +44,7 @@ class TokenBatch:
 def encode_prompts(tokenizer, prompts: list[Prompt], *, bos: str = "auto", max_length: int | None = None) -> list[EncodedPrompt]:
     """Tokenize ``prompts`` under the BOS policy; reject prompts shorter than 2 tokens."""
     if bos not in BOS_MODES:
-        raise HeadsurgeonError(f"--bos must be one of {', '.join(BOS_MODES)}, not '{bos}'")
+        raise HeadsurgeonError(f"--bos must be one of {', '.join(BOS_MODES)}, not '{bos}'; the default is auto")
     bos_id = tokenizer.bos_token_id
     if bos == "force" and bos_id is None:
         raise HeadsurgeonError("--bos force was given but this tokenizer has no BOS token; use --bos auto or none")

@@ -117,7 +117,7 @@ class SurgeryPlan:
 
     def __post_init__(self):
         if self.gqa_mode not in GQA_MODES:
-            raise HeadsurgeonError(f"gqa_mode must be one of {', '.join(GQA_MODES)}, not '{self.gqa_mode}'")
+            raise HeadsurgeonError(f"gqa_mode must be one of {', '.join(GQA_MODES)}, not '{self.gqa_mode}'; fix --gqa or the plan file")
         self.targets = sorted(set(self.targets))
         self.frozen_in_zone = sorted(set(self.frozen_in_zone) - set(self.targets))
 

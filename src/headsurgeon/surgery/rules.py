@@ -33,7 +33,7 @@ def parse_range(text: str | None, what: str, upper: int) -> tuple[int, int] | No
     except ValueError:
         lo = hi = None
     if lo is None or not (0 <= lo <= hi < upper):
-        raise HeadsurgeonError(f"--{what} '{text}' is not a range like 5-22 within 0..{upper - 1}")
+        raise HeadsurgeonError(f"--{what} '{text}' is not a range within 0..{upper - 1}; write e.g. --{what} 0-{upper - 1}")
     return lo, hi
 
 
@@ -47,7 +47,7 @@ def parse_head(text: str) -> HeadRef:
             layer, head = t.split(":")
         return HeadRef(int(layer), int(head))
     except ValueError:
-        raise HeadsurgeonError(f"head '{text}' is not written like L12H3 or 12:3") from None
+        raise HeadsurgeonError(f"head '{text}' is not a head; write it like L12H3 or 12:3") from None
 
 
 def make_plan(
@@ -95,20 +95,20 @@ def make_plan(
         frozen += [h for h in in_zone if h not in targets]
     if top is not None:
         if top < 1:
-            raise HeadsurgeonError("--top must be at least 1")
+            raise HeadsurgeonError(f"--top must be at least 1, not {top}; write e.g. --top 10")
         rules.append(f"top {top} heads by BOS mass within {where}")
         ranked = sorted(in_zone, key=lambda h: -bos[h.layer, h.head])[:top]
         for rank, h in enumerate(ranked, 1):
             targets.setdefault(h, f"top-{top} rule (rank {rank}): {why(h)}")
     for h in heads or []:
         if not (0 <= h.layer < L and 0 <= h.head < H):
-            raise HeadsurgeonError(f"head {h} is out of range for {L} layers x {H} heads")
+            raise HeadsurgeonError(f"head {h} is out of range for {L} layers x {H} heads; use zero-based indices below those")
         targets.setdefault(h, f"explicit: {why(h)}")
     if heads:
         rules.append("explicit heads " + ", ".join(str(h) for h in heads))
     for c in extra_columns or []:
         if not 0 <= c < H:
-            raise HeadsurgeonError(f"--extra-column {c} is out of range 0..{H - 1}")
+            raise HeadsurgeonError(f"--extra-column {c} is out of range; pick a head index in 0..{H - 1}")
         rules.append(f"extended surgery: whole column H{c} in layers {lo_l}-{hi_l}")
         for l in range(lo_l, hi_l + 1):
             targets.setdefault(HeadRef(l, c), f"extra column H{c}: {why(HeadRef(l, c))}")
