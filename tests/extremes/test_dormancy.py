@@ -46,7 +46,7 @@ def test_default_intervention_heads():
 def test_settings_and_parts_validation():
     with pytest.raises(HeadsurgeonError, match="sink-threshold"):
         ExtremesSettings(sink_threshold=1.5)
-    with pytest.raises(HeadsurgeonError, match="dormancy metric"):
+    with pytest.raises(HeadsurgeonError, match="--dormancy-metric must be one of"):
         ExtremesSettings(dormancy_metric="entropy")
     with pytest.raises(HeadsurgeonError, match="report-dims"):
         ExtremesSettings(report_dims=9, top_k_dims=4)
