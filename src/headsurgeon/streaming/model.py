@@ -143,7 +143,10 @@ def open_streamed(
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     reader = ShardReader(folder, prefix=getattr(model, "base_model_prefix", "") or "")
     name = DEFAULT_MODEL_NAME if spec in (None, "", DEFAULT_MODEL) else (str(spec) if not Path(str(spec)).expanduser().exists() else folder.name)
-    loaded = LoadedModel(model=model, tokenizer=tokenizer, adapter=adapter, name=name, source=str(folder))
+    from headsurgeon.models.preflight import weights_fingerprint
+
+    loaded = LoadedModel(model=model, tokenizer=tokenizer, adapter=adapter, name=name, source=str(folder),
+                         weights_fingerprint=weights_fingerprint(folder))  # the same identity load_model records
     streamed = StreamedModel(loaded=loaded, reader=reader, folder=folder, dtype=dtype, device=torch.device(device))
     _read_stem(streamed)
     return streamed
