@@ -88,7 +88,13 @@ def facts_from_config(config, folder: Path, name: str | None = None) -> ModelFac
     cls = check_model_type(getattr(config, "model_type", None))
     # The adapter reads only the config in its constructor: a stand-in with no parameters serves.
     adapter = cls(SimpleNamespace(config=config, named_parameters=lambda: iter(())))
-    describe = {"name": name or folder.name, **adapter.describe()}
+    try:
+        shape = adapter.describe()
+    except (AttributeError, KeyError, TypeError):  # a family whose description looks at modules (MPT): the shape alone
+        shape = {"family": adapter.family, "model_type": config.model_type, "num_layers": adapter.num_layers,
+                 "num_heads": adapter.num_heads, "num_kv_heads": adapter.num_kv_heads, "head_dim": adapter.head_dim,
+                 "hidden_size": adapter.hidden_size}
+    describe = {"name": name or folder.name, **shape}
     fingerprint = weights_fingerprint(folder)
     if fingerprint:
         describe["weights_fingerprint"] = fingerprint
