@@ -75,7 +75,7 @@ def _short(value) -> str:
 
 #: Fields a plan file may hold, and the ``model`` keys it may record.
 PLAN_FIELDS = ("schema_version", "package_version", "kind", "created", "model", "gqa_mode", "targets", "frozen_in_zone",
-               "rules", "reasons", "n_targets")
+               "rules", "reasons", "n_targets", "warnings")  # warnings: written from model.attention, not read back
 MODEL_KEYS = {"name": str, "source": str, "family": str, "model_type": str, "num_layers": int, "num_heads": int,
               "num_kv_heads": int, "head_dim": int, "hidden_size": int, "weights_fingerprint": str,
               "attention": dict}  # attention: the family's declared traits (windows, soft-caps, ...), recorded only
