@@ -138,7 +138,7 @@ CASES: dict[str, tuple[list[str], int, list[str], str, str | None]] = {
     "extremes-sink-threshold-too-big": (["extremes", "-m", "{llama}", "--sink-threshold", "1.5"], 2, ["--sink-threshold must be"], EARLY, None),
     "extremes-metric-unknown": (["extremes", "-m", "{llama}", "--dormancy-metric", "entropy"], 2, ["--dormancy-metric must be one of"], EARLY, None),
     "extremes-head-out-of-range": (["extremes", "-m", "{llama}", "--head", "L9H0"], 2, ["L9H0 does not exist", "2 layers x 4 heads"], EARLY, None),
-    "extremes-head-syntax": (["extremes", "-m", "{llama}", "--head", "head3"], 2, ["--head expects"], EARLY, None),
+    "extremes-head-syntax": (["extremes", "-m", "{llama}", "--head", "head3"], 2, ["'head3' is not a head"], EARLY, None),
     # ---- --seq-len beyond the model's positions -----------------------------------------------
     "operate-seq-len-beyond-gpt2": (["operate", "{plan_gpt2}", "-m", "{gpt2}", "--seq-len", "4096"], 2, ["--seq-len 4096", "512 positions"], EARLY, None),
     "study-seq-len-beyond-gpt2": (["study", "-m", "{gpt2}", "--preset", "tiny", "--seq-len", "4096"], 2, ["--seq-len 4096", "512 positions"], EARLY, None),
@@ -322,7 +322,7 @@ def inputs(tmp_path_factory, saved_tiny, tiny_factory, opt_saver):
 
 def _fake_run(root: Path, d, plan: SurgeryPlan) -> Path:
     """A run folder as ``operate`` leaves it (manifest + diagnoses), without training anything."""
-    from headsurgeon._version import SCHEMA_VERSION
+    from headsurgeon._version import DOCUMENT_VERSIONS
 
     (root / "diagnoses").mkdir(parents=True)
     d.save(root / "diagnoses" / "stock.json")
@@ -332,7 +332,7 @@ def _fake_run(root: Path, d, plan: SurgeryPlan) -> Path:
         d.save(root / rel)
         history.append({"step": step, "epoch": step / 4, "tokens": step * 64, "train_ppl": 10.0 - step / 4,
                         "heldout_ppl": 11.0 - step / 8, "diagnosis": rel})
-    manifest = {"schema_version": SCHEMA_VERSION, "kind": "surgery_run", "status": "finished", "plan": plan.to_dict(),
+    manifest = {"schema_version": DOCUMENT_VERSIONS["surgery_run"], "kind": "surgery_run", "fingerprint": "hand-made", "config": {}, "status": "finished", "plan": plan.to_dict(),
                 "model": d.model, "stock": {"train_ppl": 9.0, "heldout_ppl": 10.0, "diagnosis": "diagnoses/stock.json"},
                 "history": history, "best": {"metric": "heldout_ppl", "value": 10.5, "step": 4}}
     (root / "manifest.json").write_text(json.dumps(manifest))
