@@ -9,7 +9,7 @@ from study_helpers import tiny_lm
 
 from headsurgeon.errors import HeadsurgeonError
 from headsurgeon.studies import ARMS, StudyResult, run_study, study_html_section, study_preset
-from headsurgeon.studies.aggregate import CLAIMS
+from headsurgeon.studies.aggregate import CLAIMS, THRESHOLD_CLAIMS
 
 SEEDS = (0, 1, 2)
 
@@ -44,7 +44,7 @@ def test_study_runs_every_arm_and_seed_and_writes_its_outputs(study):
     for arm in ARMS:
         s = st.stat(arm, "heldout_ppl_best")
         assert s.n == 3 and s.ci_low <= s.mean <= s.ci_high and s.std >= 0
-    assert {v.claim for v in st.claims()} == {c[0] for c in CLAIMS}
+    assert {v.claim for v in st.claims()} == {c[0] for c in CLAIMS + THRESHOLD_CLAIMS}
     assert all(v.outcome in ("holds", "reversed", "inconclusive") and v.seeds == list(SEEDS) for v in st.claims())
     for v in st.verdicts:  # the verdict follows from its interval, as documented
         d = v.difference
@@ -71,6 +71,8 @@ def test_arms_are_what_they_claim(study):
         # the stock reference measures on exactly the sequences operate evaluates
         for key in ("train_ppl", "heldout_ppl"):
             assert ref["row"][key] == surgery["stock"][key] == lora["stock"][key]
+        # ... and that evaluation is computed once per seed: every arm's stock row is the reference's
+        assert surgery["stock"]["reused_from"] == lora["stock"]["reused_from"] == str(out / "runs" / "stock" / f"seed-{seed}" / "reference.json")
         held = load_file(str(out / "runs" / "stock" / f"seed-{seed}" / "heldout.safetensors"))["heldout"]
         assert held.shape[0] == surgery["config"]["eval_sequences"]
         # surgery starts re-initialised; no re-init and LoRA start at the stock model

@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
     def study_cmd(
         model: Optional[str] = typer.Option(None, "--model", "-m", help="Model (default: built-in SmolLM2-135M)."),
         out: Path = typer.Option(Path("out/study"), "--out", "-o", help="Study folder (re-running the same command resumes; finished runs are reused)."),
-        preset: str = typer.Option("smollm2", help="Budget preset: smollm2 (~45 min on 2 idle CPU cores) or tiny (seconds, tiny models)."),
+        preset: str = typer.Option("smollm2", help="Budget preset: smollm2 (48 steps, ~45 min on 2 idle CPU cores), smollm2-converged (early stopping, many hours; resumable) or tiny (seconds, tiny models)."),
         arms: Optional[str] = typer.Option(None, help="Comma-separated arms: surgery,no_reinit,random_healthy,extended,lora (stock always runs)."),
         seeds: Optional[str] = typer.Option(None, help="Comma-separated seeds (default 0,1,2)."),
         targets: Optional[int] = typer.Option(None, help="Number of target heads."),
@@ -38,7 +38,8 @@ def register(app: typer.Typer) -> None:
         extra_column: Optional[str] = typer.Option(None, help="Extended arm: head column(s) to add, e.g. 5 (default: the column with most healthy heads)."),
         corpus: Optional[str] = typer.Option(None, help="Training text (file, folder, .jsonl, python-docs, fortunes, ...)."),
         other_corpus: Optional[str] = typer.Option(None, help="Different-distribution held-out text ('none' to skip)."),
-        max_steps: Optional[int] = typer.Option(None, help="Optimizer steps per training run."),
+        max_steps: Optional[int] = typer.Option(None, help="Optimizer steps per training run (with --patience: the cap, over which the LR schedule is defined)."),
+        patience: Optional[int] = typer.Option(None, help="Early stopping: stop an arm after N evaluations without a better held-out PPL; arms of a seed are then continued to the same budget."),
         eval_every: Optional[int] = typer.Option(None, help="Evaluate every N steps."),
         lr: Optional[float] = typer.Option(None, help="Learning rate (every training arm)."),
         seq_len: Optional[int] = typer.Option(None, help="Tokens per sequence."),
@@ -51,7 +52,7 @@ def register(app: typer.Typer) -> None:
         from headsurgeon.studies import run_study, study_preset
 
         settings = study_preset(preset)
-        training = settings.training.with_(corpus=corpus, max_steps=max_steps, eval_every=eval_every, lr=lr, seq_len=seq_len)
+        training = settings.training.with_(corpus=corpus, max_steps=max_steps, patience=patience, eval_every=eval_every, lr=lr, seq_len=seq_len)
         if other_corpus is not None:
             training = replace(training, other_corpus=None if other_corpus.lower() == "none" else other_corpus)
         settings = settings.with_(

@@ -26,6 +26,8 @@ from headsurgeon.surgery import SurgeryPlan, make_plan
 
 from .settings import StudySettings
 
+GQA = "query"  # a target's shared K/V stays frozen (the surgery default; see surgery/plan.py)
+
 
 def choose_targets(diag: Diagnosis, n: int, rule: str = "collapsed", layers: tuple[int, int] | None = None) -> list[HeadRef]:
     """The ``n`` heads with the highest BOS mass (collapsed ones only unless ``rule="top"``)."""
@@ -75,29 +77,36 @@ def extended_columns(diag: Diagnosis, targets: list[HeadRef], columns: tuple[int
     return (int(np.argmax(healthy)),)
 
 
-def arm_plans(diag: Diagnosis, settings: StudySettings, seed: int) -> dict[str, SurgeryPlan]:
-    """Plan for every training arm (selected or not) for one seed; ``lora`` gets the targets'
-    plan: it trains their layers and its count is matched to theirs."""
+def target_plan(diag: Diagnosis, settings: StudySettings) -> SurgeryPlan:
+    """The targets' plan (``surgery``, ``no_reinit`` and ``lora`` train it; the stock row tracks its heads)."""
     targets = choose_targets(diag, settings.n_targets, settings.target_rule, settings.layers)
-    gqa = "query"  # a target's shared K/V stays frozen (the surgery default; see surgery/plan.py)
-    base = make_plan(diag, heads=targets, gqa_mode=gqa)
+    base = make_plan(diag, heads=targets, gqa_mode=GQA)
     base.rules = [f"{settings.target_rule} rule: the {len(targets)} heads with the highest BOS mass"
                   + (" among BOS-sink and DEAD heads" if settings.target_rule == "collapsed" else "")
                   + (f" in layers {settings.layers[0]}-{settings.layers[1]}" if settings.layers else "")]
+    return base
+
+
+def arm_plans(diag: Diagnosis, settings: StudySettings, seed: int) -> dict[str, SurgeryPlan]:
+    """Plan for every *chosen* training arm (``settings.arms``) for one seed; ``lora`` gets the
+    targets' plan: it trains their layers and its count is matched to theirs. Arms not chosen are
+    not planned (no random draw, no extended column)."""
+    base = target_plan(diag, settings)
+    targets = base.targets
     plans: dict[str, SurgeryPlan] = {}
-    for arm in ("surgery", "no_reinit", "random_healthy", "extended", "lora"):
+    for arm in settings.training_arms:
         if arm in ("surgery", "no_reinit", "lora"):
             plans[arm] = base
         elif arm == "random_healthy":
             heads = random_healthy(diag, targets, seed, same_layers=settings.random_same_layers)
-            p = make_plan(diag, heads=heads, gqa_mode=gqa)
+            p = make_plan(diag, heads=heads, gqa_mode=GQA)
             p.rules = [f"{len(heads)} healthy non-target heads drawn with seed {seed}"
                        + (" from the targets' layers where possible" if settings.random_same_layers else "")]
             plans[arm] = p
         elif arm == "extended":
             cols = extended_columns(diag, targets, settings.extra_columns)
             lo, hi = min(t.layer for t in targets), max(t.layer for t in targets)
-            p = make_plan(diag, heads=targets, extra_columns=list(cols), layers=(lo, hi), gqa_mode=gqa)
+            p = make_plan(diag, heads=targets, extra_columns=list(cols), layers=(lo, hi), gqa_mode=GQA)
             p.rules = base.rules + [r for r in p.rules if r.startswith("extended")]
             plans[arm] = p
     return plans

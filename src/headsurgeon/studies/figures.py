@@ -31,6 +31,7 @@ from .settings import ARM_LABELS, ARMS  # noqa: E402
 COLORS = {"stock": "#555555", "surgery": "#d62728", "no_reinit": "#1f77b4", "random_healthy": "#2ca02c",
           "extended": "#9467bd", "lora": "#ff7f0e"}
 _PANELS = (("train_loss", "training loss (last step, nats)"),
+           ("train_vs_stock", "training-corpus PPL / stock (the paper's metric)"),
            ("heldout_vs_stock", "held-out PPL (training distribution) / stock"),
            ("other_vs_stock", "other-distribution PPL / stock"),
            ("recovery", "fraction of the arm's heads healthy"))
@@ -45,13 +46,16 @@ def _n_seeds(study: StudyResult) -> int:
 
 
 def curves_figure(study: StudyResult):
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+    fig, axes = plt.subplots(2, 3, figsize=(15, 7.5))
+    axes.flat[-1].axis("off")  # five panels
     stock = study.curves.get("stock", {})
     for ax, (key, title) in zip(axes.flat, _PANELS):
         for arm in _arms(study):
             if arm == "stock":
                 continue
-            c = study.curves[arm][key]
+            c = study.curves[arm].get(key)
+            if c is None:  # a study written before this curve existed
+                continue
             pts = [(s, m, lo, hi) for s, m, lo, hi in zip(c["step"], c["mean"], c["low"], c["high"]) if m is not None]
             if not pts:
                 continue
@@ -69,7 +73,7 @@ def curves_figure(study: StudyResult):
             ax.set_ylim(-0.05, 1.05)
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=8)
-    handles, labels = axes.flat[1].get_legend_handles_labels()
+    handles, labels = axes.flat[2].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
     n = _n_seeds(study)
     fig.suptitle(f"{study.model.get('name')}: mean over {n} seed{'' if n == 1 else 's'}, band = min-max over seeds", fontsize=11)

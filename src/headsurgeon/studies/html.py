@@ -31,9 +31,10 @@ _STYLE = """
 .hs-study .note{color:#555;font-size:13px}
 """
 _OUTCOME_WORDS = {HOLDS: "holds", REVERSED: "reversed: the reference arm is better", "inconclusive": "inconclusive"}
-_TABLE_METRICS = ("heldout_ppl_best", "heldout_best_vs_stock", "best_step", "other_ppl_at_best", "other_at_best_vs_stock", "heldout_ppl_final", "recovery_final", "recollapsed",
-                  "ablation_delta_final", "ablation_delta_stock", "drift_count", "drift_mean_abs", "trainable_parameters",
-                  "compute_seconds")
+_TABLE_METRICS = ("heldout_ppl_best", "heldout_best_vs_stock", "best_step", "best_tokens", "best_epoch", "other_ppl_at_best",
+                  "other_at_best_vs_stock", "train_ppl_at_best", "train_ppl_best", "train_best_vs_stock", "train_best_step",
+                  "heldout_ppl_final", "recovery_final", "recollapsed", "ablation_delta_final", "ablation_delta_stock", "drift_count",
+                  "drift_mean_abs", "stop_step", "final_step", "trainable_parameters", "compute_seconds")
 
 
 def _ci(s: Stats) -> str:
@@ -75,6 +76,24 @@ def arm_table(study: StudyResult) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
+def stopping_rows(study: StudyResult) -> str:
+    """Per seed and arm: the best point (step, tokens, epoch), where and why the arm stopped, the budget."""
+    rows = []
+    for r in study.runs:
+        st = r.get("stopping")
+        if not st:
+            continue
+        b = study.budgets.get(str(r["seed"]), {})
+        why = st["reason"] if st["reason"] != "budget" else "patience, then continued to the budget"
+        rows.append(f"<tr><td class=num>{r['seed']}</td><td>{esc(r['arm'])}</td><td class=num>{st['best_step']}</td>"
+                    f"<td class=num>{st['best_tokens']:,}</td><td class=num>{num(st['best_epoch'])}</td>"
+                    f"<td class=num>{num(r['scalars'].get('heldout_ppl_best'))}</td><td class=num>{st['step']}</td><td>{esc(why)}</td>"
+                    f"<td class=num>{st['final_step']}</td><td class=num>{b.get('steps', 'n/a')}</td></tr>")
+    head = ("<tr><th>seed</th><th>arm</th><th>best step</th><th>tokens</th><th>epoch</th><th>held-out PPL there</th>"
+            "<th>stopped on its own at</th><th>why</th><th>trained to</th><th>seed's budget (steps)</th></tr>")
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
 def _settings_text(study: StudyResult) -> str:
     s, t = study.settings, study.settings["training"]
     tokens = t["seq_len"] * t["batch_size"] * t["grad_accum"]
@@ -82,11 +101,15 @@ def _settings_text(study: StudyResult) -> str:
     lines = [
         f"Model <b>{esc(str(study.model.get('name')))}</b> ({study.model.get('num_layers')} layers x {study.model.get('num_heads')} heads); "
         f"seeds {seeds}; preset <code>{esc(str(s.get('preset')))}</code>.",
-        f"Budget per training run: {t['max_steps']} optimizer steps x {tokens} tokens (sequence length {t['seq_len']}, "
+        f"Budget per training run: {'at most ' if t.get('patience') else ''}{t['max_steps']} optimizer steps x {tokens} tokens (sequence length {t['seq_len']}, "
         f"batch {t['batch_size']} x {t['grad_accum']} accumulation), AdamW lr {t['lr']}, weight decay {t['weight_decay']}, "
         f"warmup {t['warmup_fraction']:.0%} then cosine, {t['precision']}; training text <code>{esc(str(t['corpus']))}</code>, "
         f"other distribution <code>{esc(str(t['other_corpus']))}</code>; evaluation every {t['eval_every']} steps on "
-        f"{t['eval_sequences']} sequences per set.",
+        f"{t['eval_sequences']} sequences per set."
+        + ("" if not t.get("patience") else
+           f" Early stopping: an arm stops after {t['patience']} evaluations without a better held-out perplexity (or at the cap of "
+           f"{t['max_steps']} steps, over which the learning-rate schedule is defined); then every arm of a seed that stopped earlier "
+           f"is continued to the largest number of steps any arm of that seed needed, so all arms of a seed see the same tokens."),
         f"Targets ({len(study.heads.get('targets', []))}, rule <code>{esc(s['target_rule'])}</code>): {esc(', '.join(study.heads.get('targets', [])))}. "
         f"Extended arm adds column(s) {esc(str(study.heads.get('extended_columns')))} ({len(study.heads.get('extended', []))} heads in all).",
     ]
@@ -120,6 +143,8 @@ evaluation; a freshly re-initialised head is healthy before any training, so for
 the seeds, so "holds" amounts to "every seed agrees": read it as a consistent effect on this model and budget, not a
 significance test.</p>
 <details><summary>Secondary metrics for the same claims</summary>{verdict_rows(secondary)}</details>
+<h3>Where each arm peaked and why it stopped</h3>
+{stopping_rows(study)}
 <h3>Per arm (mean ± std over seeds, [{level:.0%} bootstrap CI])</h3>
 {arm_table(study)}
 <p class=note>Arms: {esc('; '.join(f'{a}: {ARM_LABELS[a]}' for a in ARMS if a in study.arms))}.

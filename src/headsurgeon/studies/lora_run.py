@@ -32,7 +32,8 @@ from headsurgeon.models import LoadedModel
 from headsurgeon.surgery import SurgeryConfig, SurgeryPlan
 from headsurgeon.surgery.folder import RunFolder
 from headsurgeon.surgery.manifest import RunManifest
-from headsurgeon.surgery.training_run import SurgeryResult, Trainable, run_training
+from headsurgeon.surgery.data import RunData
+from headsurgeon.surgery.training_run import StockEvaluation, SurgeryResult, Trainable, run_training
 
 from .lora import LoraPieces, LoraSizing, matched_sizing
 
@@ -97,14 +98,18 @@ def train_lora(
     scale: float = 2.0,
     progress: bool = True,
     stop_after_step: int | None = None,
+    data: RunData | None = None,
+    stock: StockEvaluation | None = None,
+    budget_steps: int | None = None,
 ) -> SurgeryResult:
     """Train LoRA on the layers of ``plan``'s targets with a matched parameter count.
 
     ``plan``'s targets choose the layers and the parameter count to match, and are the heads
-    whose health and ablation effect are tracked. ``stop_after_step`` simulates a kill (tests).
+    whose health and ablation effect are tracked. ``stop_after_step`` simulates a kill (tests);
+    ``data``, ``stock`` and ``budget_steps`` as in :func:`~headsurgeon.surgery.training_run.run_training`.
     """
     return run_training(LoraTraining(loaded, plan, config, scale=scale), out_dir=out_dir, progress=progress,
-                        stop_after_step=stop_after_step)
+                        stop_after_step=stop_after_step, data=data, stock=stock, budget_steps=budget_steps)
 
 
 def load_lora_weights(loaded: LoadedModel, run_dir: str | Path, manifest: dict) -> LoraPieces:

@@ -13,8 +13,10 @@ from .settings import ARMS
 from .stats import Stats
 
 _WORDS = {"holds": "**holds**", "reversed": "**reversed** (the reference arm is better)", "inconclusive": "inconclusive"}
-HEADLINE = ("heldout_ppl_best", "heldout_best_vs_stock", "other_ppl_at_best", "other_at_best_vs_stock", "recovery_final",
-            "ablation_delta_final", "ablation_delta_stock", "drift_count", "trainable_parameters", "compute_seconds")
+HEADLINE = ("heldout_ppl_best", "heldout_best_vs_stock", "best_step", "best_tokens", "best_epoch", "other_ppl_at_best",
+            "other_at_best_vs_stock", "train_ppl_at_best", "train_ppl_best", "train_best_vs_stock", "train_best_step", "train_best_epoch",
+            "recovery_final", "recollapsed", "ablation_delta_final", "ablation_delta_stock", "drift_count", "drift_mean_abs",
+            "stop_step", "final_step", "trainable_parameters", "compute_seconds")
 
 
 def _cell(text: str) -> str:
@@ -37,6 +39,22 @@ def verdict_table(study: StudyResult, *, primary_only: bool = True) -> str:
         dz = "n/a" if v.d_z is None else f"{v.d_z:.2f}"
         rows.append(f"| {v.text} | {v.arm} vs {v.reference} | {_cell(METRIC_LABELS.get(v.metric, v.metric))} ({v.better} is better) | "
                     f"{num(v.arm_mean)} | {num(v.reference_mean)} | {_ci(v.difference)} | {rel} | {dz} | {len(v.seeds)} | {_WORDS[v.outcome]} |")
+    return "\n".join(rows)
+
+
+def stopping_table(study: StudyResult) -> str:
+    """Per seed and arm: where the best point was, where and why the arm stopped, the seed's budget."""
+    rows = ["| seed | arm | best point: step (tokens, epoch) | held-out PPL there | stopped on its own at | why | trained to | budget (steps, tokens) |",
+            "|---|---|---|---|---|---|---|---|"]
+    for r in study.runs:
+        st = r.get("stopping")
+        if not st:
+            continue
+        b = study.budgets.get(str(r["seed"]), {})
+        why = st["reason"] if st["reason"] != "budget" else "patience, then continued to the budget"
+        rows.append(f"| {r['seed']} | {r['arm']} | {st['best_step']} ({st['best_tokens']:,}, {num(st['best_epoch'])}) | "
+                    f"{num(r['scalars'].get('heldout_ppl_best'))} | {st['step']} | {why} | {st['final_step']} | "
+                    f"{b.get('steps', 'n/a')}, {b.get('tokens', 0):,} |")
     return "\n".join(rows)
 
 

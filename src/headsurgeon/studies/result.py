@@ -16,6 +16,8 @@ Keys of ``study.json``:
 * ``curves``: per arm and curve, mean and min-max band over seeds at each evaluated step;
 * ``verdicts``: the claims (see :mod:`headsurgeon.studies.aggregate`), each with its arms, seeds,
   metric, effect size and outcome (``holds`` / ``reversed`` / ``inconclusive``);
+* ``budgets``: per seed, the token budget every arm of that seed trained to (the largest number
+  of steps any arm needed before its patience ran out or it reached the cap);
 * ``timing``: wall seconds of this call, runs trained now and reused.
 """
 
@@ -43,6 +45,7 @@ class StudyResult:
     verdicts: list[Verdict]
     status: str = "finished"
     timing: dict = field(default_factory=dict)
+    budgets: dict = field(default_factory=dict)
     out_dir: str | None = None
     created: str = field(default_factory=now_iso)
 
@@ -67,6 +70,7 @@ class StudyResult:
             "arms": {a: {k: s.to_dict() for k, s in m.items()} for a, m in self.arms.items()},
             "curves": self.curves,
             "verdicts": [v.to_dict() for v in self.verdicts],
+            "budgets": self.budgets,
             "timing": self.timing,
         }
 
@@ -76,7 +80,7 @@ class StudyResult:
             model=doc["model"], settings=doc["settings"], heads=doc["heads"], lora=doc.get("lora"), runs=doc["runs"],
             arms={a: {k: Stats.from_dict(s) for k, s in m.items()} for a, m in doc["arms"].items()},
             curves=doc["curves"], verdicts=[Verdict.from_dict(v) for v in doc["verdicts"]],
-            status=doc.get("status", "finished"), timing=doc.get("timing", {}), out_dir=doc.get("out_dir"),
+            status=doc.get("status", "finished"), timing=doc.get("timing", {}), budgets=doc.get("budgets", {}), out_dir=doc.get("out_dir"),
             created=doc.get("created", now_iso()),
         )
 

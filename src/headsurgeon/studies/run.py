@@ -33,13 +33,14 @@ from headsurgeon.models import LoadedModel, load_model
 from headsurgeon.models.preflight import model_facts
 from headsurgeon.surgery.preflight import check_sequence_length
 from headsurgeon.surgery import SurgeryConfig, SurgeryPlan, operate
-from headsurgeon.surgery.data import diagnosis_prompts, run_data
+from headsurgeon.surgery.data import RunData, diagnosis_prompts, run_data
 from headsurgeon.surgery.folder import RunFolder
-from headsurgeon.surgery.manifest import load_manifest
-from headsurgeon.surgery.monitor import evaluate_state
+from headsurgeon.surgery.manifest import RunManifest, load_manifest
+from headsurgeon.surgery.monitor import diagnosis_fields, evaluate_state
+from headsurgeon.surgery.training_run import StockEvaluation, will_extend
 
 from .aggregate import arm_curves, arm_stats, verdicts
-from .arms import arm_plans, extended_columns
+from .arms import arm_plans, extended_columns, target_plan
 from .lora_run import load_lora_weights, train_lora
 from .measure import end_measures, final_diagnosis, heads_of, summarize_run, summarize_stock
 from .result import StudyResult
@@ -71,34 +72,51 @@ def _stock_diagnosis(loaded: LoadedModel, out: Path) -> Diagnosis:
     return diag
 
 
-def _stock_reference(factory, cfg: SurgeryConfig, plans: dict[str, SurgeryPlan], diag: Diagnosis, folder: Path) -> dict:
-    """Stock perplexities on the seed's evaluation sets and the stock ablation of every arm's heads."""
-    heads = {arm: heads_of(p.to_dict()) for arm, p in plans.items()}
-    key = {"config": cfg.to_dict(), "heads": {a: [str(h) for h in hs] for a, hs in heads.items()}}
+def _heads_key(heads) -> str:
+    return ",".join(str(h) for h in heads)
+
+
+def _stock_reference(loaded_data: Callable[[], tuple[LoadedModel, RunData]], cfg: SurgeryConfig, targets: SurgeryPlan,
+                     arm_heads: dict[str, list], diag: Diagnosis, folder: Path) -> dict:
+    """The seed's stock evaluation: perplexities on its evaluation sets (computed once and reused
+    as every arm's stock row) and the stock ablation of each chosen arm's heads.
+
+    Keyed by the training settings only; ablations of head sets not measured yet (an arm added
+    later) are computed and added, the rest reused.
+    """
+    key = {"config": cfg.with_(reinitialise=True).to_dict()}
     path = folder / "reference.json"
-    if path.is_file():
+    doc = None
+    if path.is_file() and (folder / "heldout.safetensors").is_file():
         doc = read_document(path, kind="study_stock_reference")
-        if doc["key"] == key and (folder / "heldout.safetensors").is_file():
-            return {**doc, "reused": True}
-    folder.mkdir(parents=True, exist_ok=True)
+        if doc.get("key") != key or "ablation_by_heads" not in doc:
+            doc = None
+    wanted = {_heads_key(hs): hs for hs in [targets.targets, *arm_heads.values()]}
+    reused = doc is not None
     start = time.perf_counter()
-    loaded = factory()
-    data = run_data(loaded, cfg, progress=False)
-    # No re-diagnosis: the stock model on the same prompts *is* the study's stock diagnosis.
-    row, _ = evaluate_state(loaded, data.eval_sets, None, plans["surgery"], batch_size=cfg.eval_batch_size)
-    targets = heads["surgery"]
-    row["targets_healthy"] = sum(diag.classes[h.layer, h.head] not in COLLAPSED for h in targets)
-    row["targets_collapsed"] = [str(h) for h in targets if diag.classes[h.layer, h.head] in COLLAPSED]
-    heldout = data.eval_sets["heldout"]
-    unique = {tuple(hs): hs for hs in heads.values()}  # surgery, no_reinit and lora share their heads: ablate once
-    ab = ablation_effects(loaded, heldout, {str(i): hs for i, hs in enumerate(unique.values())}, batch_size=cfg.eval_batch_size)
-    index = {k: str(i) for i, k in enumerate(unique)}
-    ab.delta = {arm: ab.delta[index[tuple(hs)]] for arm, hs in heads.items()}
-    atomic_write_bytes(folder / "heldout.safetensors", save({"heldout": heldout.contiguous()}))
-    doc = {"key": key, "row": row, "ablation": ab.delta, "base_loss": ab.base_loss, "ablation_tokens": ab.tokens,
-           "seconds": time.perf_counter() - start, "dir": str(folder)}
-    write_document(path, "study_stock_reference", doc)
-    return {**doc, "reused": False}
+    if doc is None:
+        folder.mkdir(parents=True, exist_ok=True)
+        loaded, data = loaded_data()
+        # No re-diagnosis: the stock model on the same prompts *is* the study's stock diagnosis.
+        row, _ = evaluate_state(loaded, data.eval_sets, None, targets, batch_size=cfg.eval_batch_size)
+        if data.prompts:
+            row.update(diagnosis_fields(diag, targets))
+        heldout = data.eval_sets["heldout"]
+        atomic_write_bytes(folder / "heldout.safetensors", save({"heldout": heldout.contiguous()}))
+        doc = {"key": key, "row": row, "ablation_by_heads": {}, "seconds": 0.0, "dir": str(folder)}
+    missing = {k: hs for k, hs in wanted.items() if k not in doc["ablation_by_heads"]}
+    if missing:
+        loaded, _ = loaded_data()
+        heldout = load_file(str(folder / "heldout.safetensors"))["heldout"]
+        ab = ablation_effects(loaded, heldout, missing, batch_size=cfg.eval_batch_size)
+        doc["ablation_by_heads"].update(ab.delta)
+        doc["base_loss"], doc["ablation_tokens"] = ab.base_loss, ab.tokens
+    if missing or not reused:
+        doc["seconds"] = doc.get("seconds", 0.0) + time.perf_counter() - start
+        write_document(path, "study_stock_reference", doc)
+    ablation = {arm: doc["ablation_by_heads"][_heads_key(hs)] for arm, hs in arm_heads.items()}
+    ablation["targets"] = doc["ablation_by_heads"][_heads_key(targets.targets)]
+    return {**doc, "ablation": ablation, "reused": reused and not missing}
 
 
 def _load_final_weights(loaded: LoadedModel, run_dir: Path) -> None:
@@ -110,40 +128,62 @@ def _load_final_weights(loaded: LoadedModel, run_dir: Path) -> None:
         raise HeadsurgeonError(f"{RunFolder(run_dir).model('final')} does not fit this model ({result.unexpected_keys[0]}); choose a new --out")
 
 
-def _training_run(arm: str, factory, plan: SurgeryPlan, cfg: SurgeryConfig, run_dir: Path, *, reference: dict,
-                  stock_diag: Diagnosis, heldout, settings: StudySettings, progress: bool) -> tuple[dict, dict, bool]:
-    """Train one (arm, seed) unless finished; measure it unless measured. Returns (manifest, measures, reused)."""
+def _stored(arm: str, run_dir: Path) -> dict | None:
     folder = RunFolder(run_dir)
-    meas_path = folder.study_measures
-    kind = "lora_run" if arm == "lora" else "surgery_run"
-    before = load_manifest(folder, kind=kind).to_dict() if folder.holds_run() else None
-    finished_before = before is not None and before.get("status") == "finished"
-    if finished_before and meas_path.is_file():
-        meas = read_document(meas_path, kind="study_run_measures")
-        if meas.get("fingerprint") == before["fingerprint"]:
-            return before, meas, True
+    return load_manifest(folder, kind="lora_run" if arm == "lora" else "surgery_run").to_dict() if folder.holds_run() else None
+
+
+def _train_arm(arm: str, loaded_data, plan: SurgeryPlan, cfg: SurgeryConfig, run_dir: Path, *, stock: StockEvaluation,
+               settings: StudySettings, budget: int | None, progress: bool) -> tuple[dict, bool]:
+    """Train one (arm, seed) unless it is finished (and, with ``budget``, continued that far).
+
+    Returns (manifest, whether anything was trained now)."""
+    before = _stored(arm, run_dir)
+    if before is not None and before.get("status") == "finished" and not will_extend(RunManifest.from_dict(before), budget):
+        return before, False
+    loaded, data = loaded_data(fresh=True)
+    kw = {"out_dir": run_dir, "config": cfg, "progress": progress, "data": data, "stock": stock, "budget_steps": budget}
+    res = train_lora(loaded, plan, scale=settings.lora_scale, **kw) if arm == "lora" else operate(loaded, plan, **kw)
+    return res.manifest, True
+
+
+def _measure_arm(arm: str, factory, manifest: dict, run_dir: Path, *, reference: dict, stock_diag: Diagnosis, heldout,
+                 settings: StudySettings, cfg: SurgeryConfig) -> dict:
+    """End-of-run measures (ablation, drift) of a finished run, reused while the run is unchanged."""
+    folder = RunFolder(run_dir)
+    steps = (manifest.get("outcome") or {}).get("steps")
+    if folder.study_measures.is_file():
+        meas = read_document(folder.study_measures, kind="study_run_measures")
+        if meas.get("fingerprint") == manifest["fingerprint"] and meas.get("steps") == steps:
+            return meas
     loaded = factory()
     if arm == "lora":
-        res = train_lora(loaded, plan, out_dir=run_dir, config=cfg, scale=settings.lora_scale, progress=progress)
-        if finished_before:
-            load_lora_weights(loaded, run_dir, res.manifest)
+        load_lora_weights(loaded, run_dir, manifest)
     else:
-        res = operate(loaded, plan, out_dir=run_dir, config=cfg, progress=progress)
-        if finished_before:
-            _load_final_weights(loaded, run_dir)
-    heads = heads_of(res.manifest["plan"])
+        _load_final_weights(loaded, run_dir)
+    heads = heads_of(manifest["plan"])
     meas = end_measures(loaded, heldout, heads, stock_delta=reference["ablation"][arm], stock_diag=stock_diag,
-                        final_diag=final_diagnosis(run_dir, res.manifest), threshold=settings.drift_threshold,
+                        final_diag=final_diagnosis(run_dir, manifest), threshold=settings.drift_threshold,
                         batch_size=cfg.eval_batch_size)
-    meas["fingerprint"] = res.manifest["fingerprint"]
-    write_document(meas_path, "study_run_measures", meas)
-    return res.manifest, meas, finished_before
+    meas["fingerprint"], meas["steps"] = manifest["fingerprint"], steps
+    write_document(folder.study_measures, "study_run_measures", meas)
+    return meas
+
+
+def seed_budget(manifests: dict[str, dict]) -> dict:
+    """The seed's token budget: the largest number of steps any arm needed (where it stopped on its
+    own, by patience or at the cap), in steps and tokens, and which arms set it."""
+    stops = {arm: (m.get("stopping") or {}).get("step", (m.get("outcome") or {}).get("steps")) for arm, m in manifests.items()}
+    steps = max(stops.values())
+    per_step = {arm: m["outcome"]["tokens"] / max(m["outcome"]["steps"], 1) for arm, m in manifests.items()}
+    return {"steps": steps, "tokens": int(round(steps * max(per_step.values()))), "set_by": sorted(a for a, s in stops.items() if s == steps),
+            "stop_steps": stops}
 
 
 def _assemble(model: dict, settings: StudySettings, heads: dict, lora: dict | None, runs: list[dict], *, status: str,
-              timing: dict, out: Path) -> StudyResult:
+              timing: dict, out: Path, budgets: dict) -> StudyResult:
     level, n_boot = settings.ci_level, settings.n_boot
-    return StudyResult(model=model, settings=settings.to_dict(), heads=heads, lora=lora, runs=runs,
+    return StudyResult(model=model, settings=settings.to_dict(), heads=heads, lora=lora, runs=runs, budgets=budgets,
                        arms=arm_stats(runs, level=level, n_boot=n_boot), curves=arm_curves(runs),
                        verdicts=verdicts(runs, level=level, n_boot=n_boot), status=status, timing=timing, out_dir=str(out))
 
@@ -199,33 +239,78 @@ def _run_study(model: ModelSource, *, out_dir, settings: StudySettings, progress
     heads: dict = {"random_healthy": {}}
     lora_info = None
     trained, reused = [], []
+    budgets: dict[str, dict] = {}
+
+    def checkpoint_study() -> None:
+        timing = {"wall_seconds": time.perf_counter() - start, "trained_now": trained, "reused": reused}
+        _assemble(description, settings, heads, lora_info, runs, status="running", timing=timing, out=out,
+                  budgets=budgets).save(out / "study.json")
+
     for seed in settings.seeds:
         cfg = settings.training.with_(seed=seed)
+        targets = target_plan(diag, settings)
         plans = arm_plans(diag, settings, seed)
-        heads["targets"] = [str(h) for h in plans["surgery"].targets]
-        heads["extended"] = [str(h) for h in plans["extended"].targets]
-        heads["extended_columns"] = list(extended_columns(diag, plans["surgery"].targets, settings.extra_columns))
-        heads["random_healthy"][str(seed)] = [str(h) for h in plans["random_healthy"].targets]
-        for arm in settings.training_arms:
-            plans[arm].save(out / "plans" / f"{arm}-seed{seed}.json")
+        heads["targets"] = [str(h) for h in targets.targets]
+        if "extended" in plans:
+            heads["extended"] = [str(h) for h in plans["extended"].targets]
+            heads["extended_columns"] = list(extended_columns(diag, targets.targets, settings.extra_columns))
+        if "random_healthy" in plans:
+            heads["random_healthy"][str(seed)] = [str(h) for h in plans["random_healthy"].targets]
+        for arm, plan in plans.items():
+            plan.save(out / "plans" / f"{arm}-seed{seed}.json")
+        shared: dict = {}
+
+        def loaded_data(fresh: bool = False, cfg=cfg, shared=shared):
+            """A model (a fresh copy when ``fresh``) and the seed's data, tokenised once per seed."""
+            if fresh:
+                loaded = factory()  # every training run needs an untouched copy
+            else:
+                if "stock" not in shared:  # the stock reference's copy, never trained
+                    shared["stock"] = factory()
+                loaded = shared["stock"]
+            if "data" not in shared:
+                shared["data"] = run_data(loaded, cfg, progress=False)
+            return loaded, shared["data"]
+
+        stock_dir = out / "runs" / "stock" / f"seed-{seed}"
         _say(f"seed {seed}: stock reference", progress)
-        ref = _stock_reference(factory, cfg, plans, diag, out / "runs" / "stock" / f"seed-{seed}")
+        ref = _stock_reference(loaded_data, cfg, targets, {a: p.targets for a, p in plans.items()}, diag, stock_dir)
         runs.append(summarize_stock(seed, ref, heads["targets"]))
-        heldout = load_file(str(out / "runs" / "stock" / f"seed-{seed}" / "heldout.safetensors"))["heldout"]
-        for arm in settings.training_arms:
-            arm_cfg = cfg.with_(reinitialise=False) if arm == "no_reinit" else cfg
+        stock = StockEvaluation(perplexities={k: v for k, v in ref["row"].items() if k.endswith("_ppl")},
+                                diagnosis=diag if cfg.diagnose_every_eval else None, source=str(stock_dir / "reference.json"))
+        manifests: dict[str, dict] = {}
+        now: set[str] = set()
+        # 1. every arm trains until its patience runs out (or the cap); 2. the ones that stopped
+        # earlier continue, without early stopping, to the largest number of steps any arm needed.
+        for budget in (None, "equalise"):
+            if budget == "equalise":
+                budgets[str(seed)] = seed_budget(manifests)
+                budget = budgets[str(seed)]["steps"]
+            for arm, plan in plans.items():
+                arm_cfg = cfg.with_(reinitialise=False) if arm == "no_reinit" else cfg
+                run_dir = out / "runs" / arm / f"seed-{seed}"
+                if budget is None:
+                    _say(f"seed {seed}: {arm} -> {run_dir}", progress)
+                elif will_extend(RunManifest.from_dict(manifests[arm]), budget):
+                    _say(f"seed {seed}: {arm} continues to the seed's budget of {budget} steps", progress)
+                manifests[arm], did = _train_arm(arm, loaded_data, plan, arm_cfg, run_dir, stock=stock, settings=settings,
+                                                 budget=budget, progress=progress)
+                if did:
+                    now.add(arm)
+        shared.clear()
+        heldout = load_file(str(stock_dir / "heldout.safetensors"))["heldout"]
+        for arm in plans:
             run_dir = out / "runs" / arm / f"seed-{seed}"
-            _say(f"seed {seed}: {arm} -> {run_dir}", progress)
-            manifest, meas, was_reused = _training_run(arm, factory, plans[arm], arm_cfg, run_dir, reference=ref, stock_diag=diag,
-                                                       heldout=heldout, settings=settings, progress=progress)
-            (reused if was_reused else trained).append(f"{arm}/seed-{seed}")
-            runs.append(summarize_run(arm, seed, manifest, meas, run_dir=str(run_dir), reused=was_reused))
+            meas = _measure_arm(arm, factory, manifests[arm], run_dir, reference=ref, stock_diag=diag, heldout=heldout,
+                                settings=settings, cfg=cfg)
+            (trained if arm in now else reused).append(f"{arm}/seed-{seed}")
+            runs.append(summarize_run(arm, seed, manifests[arm], meas, run_dir=str(run_dir), reused=arm not in now,
+                                      budget=budgets[str(seed)]))
             if arm == "lora":
-                lora_info = manifest.get("lora")
-            timing = {"wall_seconds": time.perf_counter() - start, "trained_now": trained, "reused": reused}
-            _assemble(description, settings, heads, lora_info, runs, status="running", timing=timing, out=out).save(out / "study.json")
+                lora_info = manifests[arm].get("lora")
+            checkpoint_study()
     timing = {"wall_seconds": time.perf_counter() - start, "trained_now": trained, "reused": reused}
-    study = _assemble(description, settings, heads, lora_info, runs, status="finished", timing=timing, out=out)
+    study = _assemble(description, settings, heads, lora_info, runs, status="finished", timing=timing, out=out, budgets=budgets)
     study.save(out / "study.json")
     if figures:
         from .html import write_study_html

@@ -98,6 +98,17 @@ STUDY_PRESETS: dict[str, StudySettings] = {
         ),
         n_targets=12, target_rule="collapsed", threads=None, preset="smollm2",
     ),
+    # The question at convergence (issue 16): every arm trains until its held-out perplexity has
+    # not improved for `patience` evaluations, or the cap; then every arm of a seed is continued to
+    # the largest number of steps any arm of that seed needed. Sized from a measured step on the
+    # shared, loaded machine (docs/studies.md, "Converged preset").
+    "smollm2-converged": StudySettings(
+        training=preset("cpu").with_(
+            seq_len=128, batch_size=4, grad_accum=2, max_steps=1400, eval_every=50, eval_sequences=12, patience=4,
+            gradient_checkpointing=False, keep_epoch_models=False, lr=1e-3,
+        ),
+        n_targets=12, target_rule="collapsed", threads=1, preset="smollm2-converged",
+    ),
 }
 
 

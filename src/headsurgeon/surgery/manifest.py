@@ -85,6 +85,7 @@ class RunManifest:
     resumed: list[dict] = field(default_factory=list)
     prefix_cache: dict | None = None
     warnings: list[str] = field(default_factory=list)  # the model family's surgery warnings
+    stopping: dict | None = None  # why the run stopped where it did (patience / cap / budget)
 
     def __post_init__(self):
         if self.kind not in RUN_KINDS:

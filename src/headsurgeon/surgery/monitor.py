@@ -37,11 +37,19 @@ def evaluate_state(
     diag = None
     if encoded_prompts:
         diag = diagnose_encoded(loaded, encoded_prompts, batch_size=4, progress=False)
-        cls = diag.classes
-        collapsed = [str(h) for h in plan.targets if cls[h.layer, h.head] in COLLAPSED]
-        row["targets_healthy"] = len(plan.targets) - len(collapsed)
-        row["targets_collapsed"] = collapsed
-        row["target_bos_mass_mean"] = round(float(sum(diag.bos_mass[h.layer, h.head] for h in plan.targets) / len(plan.targets)), 4)
-        row["model_counts"] = diag.counts()
+        row.update(diagnosis_fields(diag, plan))
     row["eval_seconds"] = time.perf_counter() - start
     return row, diag
+
+
+def diagnosis_fields(diag: Diagnosis, plan: SurgeryPlan) -> dict:
+    """The row's entries that come from a diagnosis, for ``plan``'s targets.
+
+    One function, so that a stock row assembled from a study's shared stock evaluation (one
+    diagnosis and one set of perplexities per seed, reused by every arm) is the row
+    :func:`evaluate_state` would have computed for that arm."""
+    cls = diag.classes
+    collapsed = [str(h) for h in plan.targets if cls[h.layer, h.head] in COLLAPSED]
+    return {"targets_healthy": len(plan.targets) - len(collapsed), "targets_collapsed": collapsed,
+            "target_bos_mass_mean": round(float(sum(diag.bos_mass[h.layer, h.head] for h in plan.targets) / len(plan.targets)), 4),
+            "model_counts": diag.counts()}

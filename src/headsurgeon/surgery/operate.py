@@ -30,7 +30,8 @@ from .manifest import RunManifest
 from .plan import SurgeryPlan
 from .preflight import check_run_inputs
 from .slices import SurgicalSlices
-from .training_run import SurgeryResult, Trainable, run_training
+from .data import RunData
+from .training_run import StockEvaluation, SurgeryResult, Trainable, run_training
 
 __all__ = ["SliceTraining", "SurgeryResult", "operate", "verify_model_dir"]
 
@@ -92,8 +93,14 @@ def operate(
     progress: bool = True,
     stop_after_step: int | None = None,
     allow_other_model: bool = False,
+    data: RunData | None = None,
+    stock: StockEvaluation | None = None,
+    budget_steps: int | None = None,
 ) -> SurgeryResult:
     """Run surgery; returns the :class:`SurgeryResult`. ``stop_after_step`` simulates a kill (tests).
+
+    ``data``, ``stock`` and ``budget_steps`` as in :func:`~.training_run.run_training` (a study
+    shares one corpus and one stock evaluation among its arms, and equalises their budgets).
 
     Raises :class:`~headsurgeon.surgery.training_run.RunInterrupted` (a ``KeyboardInterrupt``)
     on Ctrl-C, saying what was kept; the same call resumes. The plan must have been made for
@@ -111,7 +118,8 @@ def operate(
             resolve_source(source)
     loaded = model if isinstance(model, LoadedModel) else load_model(model, progress=progress)
     check_run_inputs(plan, loaded.describe(), loaded.adapter.max_positions, cfg, allow_other_model=allow_other_model)
-    return run_training(SliceTraining(loaded, plan, cfg), out_dir=out_dir, progress=progress, stop_after_step=stop_after_step)
+    return run_training(SliceTraining(loaded, plan, cfg), out_dir=out_dir, progress=progress, stop_after_step=stop_after_step,
+                        data=data, stock=stock, budget_steps=budget_steps)
 
 
 def verify_model_dir(model_dir: str | Path) -> dict:

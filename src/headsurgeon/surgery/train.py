@@ -103,11 +103,12 @@ def train_loop(
     cfg: SurgeryConfig,
     total_steps: int,
     state: LoopState,
-    on_step: Callable[[LoopState, bool], None],
+    on_step: Callable[[LoopState, bool], bool | None],
     progress: bool = True,
     prefix_cache: FrozenPrefixCache | None = None,
 ) -> LoopState:
-    """Run optimizer steps ``state.step + 1 .. total_steps``; ``on_step(state, epoch_end)`` after each.
+    """Run optimizer steps ``state.step + 1 .. total_steps``; ``on_step(state, epoch_end)`` after each
+    (a true return value stops the loop there: early stopping).
 
     ``slices`` is the run's :class:`~headsurgeon.surgery.training_run.Trainable` (surgical
     slices or LoRA matrices): its ``parameters()`` are clipped and checked for gradients."""
@@ -149,7 +150,8 @@ def train_loop(
         bar.set_postfix(loss=f"{state.recent_loss:.3f}", ppl=f"{math.exp(min(state.recent_loss, 50)):.1f}", tok_s=f"{tok_s:.0f}")
         bar.update(1)
         epoch_end = state.step % per_epoch == 0
-        on_step(state, epoch_end)
+        if on_step(state, epoch_end):
+            break
         model.train()
     bar.close()
     return state

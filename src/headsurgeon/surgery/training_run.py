@@ -17,6 +17,17 @@ The order of work is chosen so a run folder can be resumed from its first byte o
    a run killed anywhere in between starts again from what is on disk;
 4. every checkpoint carries its history rows, so the rows a resumed run continues with belong
    to the weights it continues from, and none is lost.
+
+Early stopping (``config.patience``): a run stops after ``patience`` evaluations without a new
+best ``best_metric``, or at the cap (``max_steps``, else ``epochs``). The learning-rate schedule
+is always defined over the cap, never over where a run happens to stop, so a run stopped early
+and continued later (``budget_steps``: a study gives every arm of a seed the same token budget)
+follows exactly the schedule, data order and updates of a run that never stopped. Why a run
+stopped is recorded in ``manifest.stopping``.
+
+A caller running several runs on the same data (a study's arms) can hand in the
+:class:`~.data.RunData` (the corpus tokenised once) and a :class:`StockEvaluation` (the stock
+model evaluated once): the run then records that shared stock row instead of computing it again.
 """
 
 from __future__ import annotations
@@ -41,7 +52,7 @@ from .folder import RunFolder
 from .invariant import weights_digest
 from .killpoints import kill_point
 from .manifest import RunManifest, check_same_run, fingerprint, load_manifest, save_manifest
-from .monitor import evaluate_state
+from .monitor import diagnosis_fields, evaluate_state
 from .plan import SurgeryPlan
 from .train import LoopState, NonFiniteLoss, make_accelerator, make_scheduler, steps_per_epoch, train_loop
 
@@ -133,6 +144,39 @@ class Trainable(ABC):
         """After the last step (every process): checks and clean-up of the model."""
 
 
+@dataclass
+class StockEvaluation:
+    """The stock model's perplexities and diagnosis, computed once and reused by several runs.
+
+    :meth:`row` gives the stock row :func:`~.monitor.evaluate_state` would compute for a plan
+    (the diagnosis-derived entries depend on the plan's targets), marked ``reused_from``.
+    """
+
+    perplexities: dict  # train_ppl, heldout_ppl, other_ppl as evaluate_state rounds them
+    diagnosis: object | None  # the stock Diagnosis on the run's diagnosis prompts (None: diagnosis off)
+    source: str  # where it was computed (recorded in the row)
+
+    def row(self, plan: SurgeryPlan) -> dict:
+        row = dict(self.perplexities)
+        if self.diagnosis is not None:
+            row.update(diagnosis_fields(self.diagnosis, plan))
+        return {**row, "eval_seconds": 0.0, "reused_from": self.source}
+
+
+def patience_exhausted(manifest: RunManifest, patience: int) -> bool:
+    """Whether the last ``patience`` evaluations brought no new best (the early-stopping rule)."""
+    best = manifest.best
+    return best is not None and sum(r["step"] > best["step"] for r in manifest.history) >= patience
+
+
+def will_extend(manifest: RunManifest, budget_steps: int | None) -> bool:
+    """Whether a run that stopped early is to be continued up to ``budget_steps``."""
+    stop = manifest.stopping
+    if budget_steps is None or not stop or stop.get("reason") not in ("patience", "budget"):
+        return False
+    return (manifest.outcome or {}).get("steps", 0) < min(budget_steps, stop["cap"])
+
+
 def recollapsed_targets(history: list[dict], targets: list[str]) -> list[str]:
     """Targets healthy at some evaluation after the start and collapsed at a later one."""
     ever, back = set(), set()
@@ -166,8 +210,18 @@ def run_training(
     out_dir: str | Path,
     progress: bool = True,
     stop_after_step: int | None = None,
+    data: RunData | None = None,
+    stock: StockEvaluation | None = None,
+    budget_steps: int | None = None,
 ) -> SurgeryResult:
-    """Train ``trainable`` in the run folder ``out_dir`` (resuming it, or returning it if finished)."""
+    """Train ``trainable`` in the run folder ``out_dir`` (resuming it, or returning it if finished).
+
+    ``data``: the run's corpus and evaluation sets, already built for this configuration (else
+    built here). ``stock``: the stock evaluation, already computed (else computed here).
+    ``budget_steps``: continue a run that stopped early (patience) up to this step, without early
+    stopping; its best point is then the best over the whole budget. A finished run that needs no
+    continuation is returned as it is.
+    """
     loaded, plan, cfg = trainable.loaded, trainable.plan, trainable.cfg
     folder = RunFolder(out_dir)
     folder.ensure_writable()
@@ -187,10 +241,10 @@ def run_training(
                 tell(f"removed {len(removed)} leftovers of an interrupted write in {folder.root} ({', '.join(removed[:3])}"
                      f"{', ...' if len(removed) > 3 else ''})")
             accelerator.wait_for_everyone()  # every process has read the folder before the main one writes to it
-            if existing is not None and existing.finished:
+            if existing is not None and existing.finished and not will_extend(existing, budget_steps):
                 return SurgeryResult(folder.root, existing.to_dict())
-            data = run_data(loaded, cfg, progress=progress)
-            return _train(trainable, folder, data, accelerator, existing=existing,
+            data = data if data is not None else run_data(loaded, cfg, progress=progress)
+            return _train(trainable, folder, data, accelerator, existing=existing, stock=stock, budget_steps=budget_steps,
                           manifest=existing or RunManifest(kind=trainable.kind, fingerprint=fp, model=model_doc, plan=plan_doc, config=cfg_doc,
                                                            weights=weights, corpus=data.corpus.info, other_corpus=data.other_info, **ident),
                           progress=progress, stop_after_step=stop_after_step)
@@ -202,7 +256,8 @@ def run_training(
 
 
 def _train(trainable: Trainable, folder: RunFolder, data: RunData, accelerator, *, existing: RunManifest | None,
-           manifest: RunManifest, progress: bool, stop_after_step: int | None) -> SurgeryResult:
+           manifest: RunManifest, progress: bool, stop_after_step: int | None, stock: StockEvaluation | None,
+           budget_steps: int | None) -> SurgeryResult:
     loaded, plan, cfg = trainable.loaded, trainable.plan, trainable.cfg
     main = accelerator.is_main_process
     train = data.corpus.train
@@ -212,7 +267,12 @@ def _train(trainable: Trainable, folder: RunFolder, data: RunData, accelerator, 
             f"the corpus gives {len(train)} training sequences of {cfg.seq_len} tokens, fewer than one optimizer step "
             f"needs ({cfg.batch_size * cfg.grad_accum * accelerator.num_processes}); use more text, a shorter --seq-len or smaller batches"
         )
-    total = cfg.max_steps or cfg.epochs * per_epoch
+    total = cfg.max_steps or cfg.epochs * per_epoch  # the cap: the schedule is defined over it, wherever the run stops
+    extend_to = (manifest.stopping or {}).get("budget")  # a continuation under way (recorded before its first step)
+    if will_extend(manifest, budget_steps):
+        extend_to = max(extend_to or 0, min(budget_steps, total))
+    end = extend_to or total
+    early = cfg.patience is not None and extend_to is None
     prefix_cache = None
     if cfg.cache_frozen_prefix:
         from .prefix_cache import FrozenPrefixCache
@@ -240,7 +300,14 @@ def _train(trainable: Trainable, folder: RunFolder, data: RunData, accelerator, 
         save()
         kill_point("manifest-created")
     if manifest.stock is None:
-        manifest.stock = evaluate("stock")
+        if stock is not None:
+            manifest.stock = stock.row(plan)
+            if stock.diagnosis is not None:
+                manifest.stock["diagnosis"] = folder.diagnosis_rel("stock")
+                if main:
+                    stock.diagnosis.save(folder.diagnosis("stock"))
+        else:
+            manifest.stock = evaluate("stock")
         save()
         kill_point("stock-evaluated")
 
@@ -284,8 +351,11 @@ def _train(trainable: Trainable, folder: RunFolder, data: RunData, accelerator, 
         scheduler.load_state_dict(resumed.scheduler)
         resumed.restore_rng()
         manifest.history, manifest.best = resumed.history, resumed.best
-        manifest.resumed.append({"from_step": resumed.step, **({"damaged_skipped": resumed.skipped} if resumed.skipped else {})})
+        manifest.resumed.append({"from_step": resumed.step, **({"damaged_skipped": resumed.skipped} if resumed.skipped else {}),
+                                 **({"to_budget": extend_to} if extend_to else {})})
         state = LoopState(step=resumed.progress["step"], tokens=resumed.progress["tokens"], train_seconds=resumed.progress["train_seconds"])
+        if early and patience_exhausted(manifest, cfg.patience):
+            end = state.step  # it had already stopped there (killed before the manifest said so)
     else:
         manifest.history = [{"step": 0, "epoch": 0.0, "tokens": 0, "lr": 0.0, **trainable.start_row(evaluate, manifest)}]
         maybe_best(manifest.history[0])
@@ -295,8 +365,8 @@ def _train(trainable: Trainable, folder: RunFolder, data: RunData, accelerator, 
         kill_point("step")
         if stop_after_step is not None and st.step > stop_after_step:
             raise KeyboardInterrupt(f"simulated kill after step {stop_after_step}")
-        if not (st.step % cfg.eval_every == 0 or epoch_end or st.step == total):
-            return
+        if not (st.step % cfg.eval_every == 0 or epoch_end or st.step == end):
+            return False
         row = {"step": st.step, "epoch": round(st.step / per_epoch, 3), "tokens": st.tokens, "train_loss": round(st.recent_loss, 4),
                "lr": scheduler.get_last_lr()[0], "tokens_per_second": round(st.tokens / max(st.train_seconds, 1e-9), 1),
                "epoch_end": epoch_end, **evaluate(folder.step_tag(st.step))}
@@ -305,11 +375,16 @@ def _train(trainable: Trainable, folder: RunFolder, data: RunData, accelerator, 
         if epoch_end and cfg.keep_epoch_models and trainable.keeps_epoch_models and main:
             trainable.save(folder, f"epoch-{st.step // per_epoch}", manifest)
         checkpoint(st.step)
+        return early and patience_exhausted(manifest, cfg.patience)
 
+    if extend_to:
+        manifest.stopping = {**manifest.stopping, "budget": extend_to}
+        manifest.status = "running"
+        save()
     start = time.perf_counter()
     try:
         state = train_loop(accelerator=accelerator, model=train_model, slices=trainable, optimizer=optimizer, scheduler=scheduler,
-                           train=train, cfg=cfg, total_steps=total, state=state, on_step=on_step, progress=progress,
+                           train=train, cfg=cfg, total_steps=end, state=state, on_step=on_step, progress=progress,
                            prefix_cache=prefix_cache)
     except NonFiniteLoss as exc:
         manifest.status = f"stopped: {exc}"
@@ -324,6 +399,11 @@ def _train(trainable: Trainable, folder: RunFolder, data: RunData, accelerator, 
         trainable.save(folder, "final", manifest, same_as="best" if best_is_last else None)
     trainable.finish(folder, manifest, main=main)
     hist = manifest.history
+    if extend_to:
+        manifest.stopping = {**manifest.stopping, "reason": "budget", "final_step": state.step}
+    else:
+        manifest.stopping = {"reason": "cap" if state.step >= total else "patience", "step": state.step, "final_step": state.step,
+                             "patience": cfg.patience, "cap": total, "budget": None}
     manifest.outcome = {
         "targets": len(plan.targets),
         "targets_healthy_final": hist[-1].get("targets_healthy"),
