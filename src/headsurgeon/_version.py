@@ -10,9 +10,9 @@ DOCUMENT_VERSIONS: dict[str, str] = {
     "comparison": "1.0",
     "report": "1.0",
     "extremes": "1.0",
-    "study": "1.0",
-    "study_stock_reference": "1.0",
-    "study_run_measures": "1.0",
+    "study": "1.1",  # 1.1: budgets, runs[].stopping, training-corpus and best-point scalars
+    "study_stock_reference": "1.1",  # 1.1: ablation_by_heads (only the chosen arms' heads; 1.0 files are recomputed)
+    "study_run_measures": "1.1",  # 1.1: steps (measures are redone when a run was continued)
     "toy_run": "1.0",
     "toy_compare": "1.0",
     "lab": "1.0",
@@ -22,8 +22,9 @@ DOCUMENT_VERSIONS: dict[str, str] = {
     "model_record": "1.0",  # headsurgeon-surgery.json beside a saved model
     "training_state": "1.0",  # state.json of a checkpoint generation
     # 2.0: typed manifest with the input weights' digest; checksummed, pickle-free checkpoints.
-    "surgery_run": "2.0",
-    "lora_run": "2.0",
+    # 2.1: stopping (early stopping, budgets), stock.reused_from, resumed[].to_budget.
+    "surgery_run": "2.1",
+    "lora_run": "2.1",
 }
 
 #: The diagnosis layout's version (kept under its old name for readers of ``headsurgeon.SCHEMA_VERSION``).

@@ -11,7 +11,7 @@ from headsurgeon.surgery import SurgeryPlan, operate, preset
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "schema.md"
 PLAN = SurgeryPlan(model={}, targets=[HeadRef(0, 1), HeadRef(1, 2)])
-NESTED = {"model", "versions", "best", "invariant"}
+NESTED = {"model", "versions", "best", "invariant", "stopping"}
 
 
 def test_every_manifest_key_is_documented(text_corpus, tmp_path):
