@@ -13,8 +13,7 @@ from study_helpers import tiny_lm
 
 from headsurgeon.studies import StudyResult, run_study, study_preset
 from headsurgeon.studies.arms import target_plan
-from headsurgeon.surgery import SurgeryPlan, operate
-from headsurgeon.surgery import killpoints
+from headsurgeon.surgery import SurgeryPlan, killpoints, operate
 from headsurgeon.surgery.training_run import RunInterrupted
 
 training_run = sys.modules["headsurgeon.surgery.training_run"]
@@ -136,9 +135,11 @@ def test_every_arm_of_a_seed_gets_the_largest_budget_any_arm_needed(study):
         assert rows["lora"]["scalars"]["final_step"] == rows["surgery"]["scalars"]["final_step"] == 4
     doc = json.loads((out / "study.json").read_text())
     assert doc["budgets"] == st.budgets and StudyResult.load(out).budgets == st.budgets
-    from headsurgeon.studies.markdown import stopping_table
+    from headsurgeon.studies import stopping_table, study_markdown
 
     assert len(stopping_table(st).splitlines()) == 2 + 2 * len(SEEDS)
+    md = study_markdown(st)
+    assert stopping_table(st) in md and "best training-corpus PPL" in md
     assert "Where each arm peaked" in (out / "study.html").read_text()
 
 

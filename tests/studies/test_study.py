@@ -45,6 +45,10 @@ def test_study_runs_every_arm_and_seed_and_writes_its_outputs(study):
         s = st.stat(arm, "heldout_ppl_best")
         assert s.n == 3 and s.ci_low <= s.mean <= s.ci_high and s.std >= 0
     assert {v.claim for v in st.claims()} == {c[0] for c in CLAIMS + THRESHOLD_CLAIMS}
+    paper = next(v for v in st.claims() if v.claim == "extended_train_25pct")  # against 0.75 x the seed's stock value
+    ratios = {r["seed"]: r["scalars"]["train_best_vs_stock"] for r in st.runs if r["arm"] == "extended"}
+    assert paper.reference == "0.75 x stock" and paper.difference.values == pytest.approx([0.75 - ratios[s] for s in SEEDS])
+    assert "extended vs 0.75 x stock" in page
     assert all(v.outcome in ("holds", "reversed", "inconclusive") and v.seeds == list(SEEDS) for v in st.claims())
     for v in st.verdicts:  # the verdict follows from its interval, as documented
         d = v.difference

@@ -30,9 +30,9 @@ from safetensors.torch import save_file
 
 from headsurgeon.models import LoadedModel
 from headsurgeon.surgery import SurgeryConfig, SurgeryPlan
+from headsurgeon.surgery.data import RunData
 from headsurgeon.surgery.folder import RunFolder
 from headsurgeon.surgery.manifest import RunManifest
-from headsurgeon.surgery.data import RunData
 from headsurgeon.surgery.training_run import StockEvaluation, SurgeryResult, Trainable, run_training
 
 from .lora import LoraPieces, LoraSizing, matched_sizing

@@ -65,3 +65,12 @@ def arm_table(study: StudyResult, metrics: tuple[str, ...] = HEADLINE) -> str:
     for m in metrics:
         rows.append(f"| {_cell(METRIC_LABELS.get(m, m))} | " + " | ".join(_ci(study.arms[a][m]) for a in arms) + " |")
     return "\n".join(rows)
+
+
+def study_markdown(study: StudyResult) -> str:
+    """The whole study for a README or note: verdicts, per-arm figures, where each arm peaked and stopped."""
+    parts = [f"Verdicts ({len({r['seed'] for r in study.runs})} seeds, status {study.status}):", verdict_table(study), "",
+             "Per arm (mean [95% bootstrap interval] over seeds):", arm_table(study)]
+    if any(r.get("stopping") for r in study.runs):
+        parts += ["", "Where each arm peaked and why it stopped:", stopping_table(study)]
+    return "\n".join(parts) + "\n"

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save
 
-from headsurgeon.diagnosis import COLLAPSED, Diagnosis, diagnose_encoded
+from headsurgeon.diagnosis import Diagnosis, diagnose_encoded
 from headsurgeon.errors import HeadsurgeonError
 from headsurgeon.io import atomic_write_bytes, ensure_output_dir, read_document, write_document
 from headsurgeon.measurements import ablation_effects

@@ -24,13 +24,13 @@ from headsurgeon.models.preflight import model_facts
 
 from .checkpoint import RECORD, save_model
 from .config import SurgeryConfig
+from .data import RunData
 from .folder import RunFolder
 from .invariant import compare_hashes, frozen_hashes, region_hashes
 from .manifest import RunManifest
 from .plan import SurgeryPlan
 from .preflight import check_run_inputs
 from .slices import SurgicalSlices
-from .data import RunData
 from .training_run import StockEvaluation, SurgeryResult, Trainable, run_training
 
 __all__ = ["SliceTraining", "SurgeryResult", "operate", "verify_model_dir"]
