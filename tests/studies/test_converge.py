@@ -220,3 +220,21 @@ def test_every_study_key_is_documented(study):
     paths |= {f"study.curves.<arm>.<curve>.{k}" for m in doc["curves"].values() for c in m.values() for k in c}
     missing = sorted(paths - documented)
     assert not missing, f"not documented in docs/schema.md: {missing}"
+
+
+def test_the_other_distribution_claim_and_the_papers_25_percent_claim():
+    from headsurgeon.studies.aggregate import verdicts
+
+    def row(arm, seed, **scalars):
+        return {"arm": arm, "seed": seed, "scalars": scalars}
+
+    runs = [row("stock", s, other_ppl_at_best=50.0, other_ppl_final=50.0) for s in range(3)]
+    runs += [row("surgery", s, other_ppl_at_best=52.0 + s, other_ppl_final=53.0) for s in range(3)]
+    runs += [row("extended", s, train_best_vs_stock=r) for s, r in enumerate((0.70, 0.72, 0.74))]
+    got = {v.claim: v for v in verdicts(runs, level=0.95, n_boot=1000) if v.primary}
+    assert got["surgery_other_vs_stock"].outcome == "reversed"  # surgery makes the other distribution worse in every seed
+    assert got["surgery_other_vs_stock"].difference.mean == -3.0
+    paper = got["extended_train_25pct"]
+    assert paper.outcome == "holds" and paper.reference == "0.75 x stock" and paper.difference.mean == pytest.approx(0.03)
+    runs[-1]["scalars"]["train_best_vs_stock"] = 0.80  # one seed misses the 25%
+    assert {v.claim: v for v in verdicts(runs, level=0.95, n_boot=1000)}["extended_train_25pct"].outcome == "inconclusive"

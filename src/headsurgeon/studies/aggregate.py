@@ -109,14 +109,19 @@ def arm_curves(runs: list[dict]) -> dict[str, dict[str, dict]]:
     return out
 
 
+def _measured(by_arm: dict, arms: tuple[str, ...], metric: str) -> bool:
+    return any(all(by_arm[a].get(s, {}).get(metric) is not None for a in arms) for s in by_arm[arms[0]])
+
+
 def verdicts(runs: list[dict], *, level: float, n_boot: int) -> list[Verdict]:
-    """Every claim whose two arms both ran, primary metric first."""
+    """Every claim whose two arms both ran and whose primary metric was measured, primary metric first
+    (without an other corpus, the claim about the other distribution is left out)."""
     by_arm: dict[str, dict[int, dict]] = {}
     for r in runs:
         by_arm.setdefault(r["arm"], {})[r["seed"]] = r["scalars"]
     out: list[Verdict] = []
     for claim, text, arm, ref, metrics in CLAIMS:
-        if arm not in by_arm or ref not in by_arm:
+        if arm not in by_arm or ref not in by_arm or not _measured(by_arm, (arm, ref), metrics[0][0]):
             continue
         for i, (metric, better) in enumerate(metrics):
             a = {s: v.get(metric) for s, v in by_arm[arm].items()}
@@ -124,7 +129,7 @@ def verdicts(runs: list[dict], *, level: float, n_boot: int) -> list[Verdict]:
             out.append(paired_verdict(claim=claim, text=text, metric=metric, better=better, arm=arm, reference=ref,
                                       arm_values=a, reference_values=b, level=level, n_boot=n_boot, primary=i == 0))
     for claim, text, arm, ratio, metrics in THRESHOLD_CLAIMS:
-        if arm not in by_arm or "stock" not in by_arm:
+        if arm not in by_arm or "stock" not in by_arm or not _measured(by_arm, (arm,), metrics[0][0]):
             continue
         for i, (metric, better) in enumerate(metrics):
             a = {s: v.get(metric) for s, v in by_arm[arm].items()}
