@@ -275,6 +275,7 @@ def _run_study(model: ModelSource, *, out_dir, settings: StudySettings, progress
         stock_dir = out / "runs" / "stock" / f"seed-{seed}"
         _say(f"seed {seed}: stock reference", progress)
         ref = _stock_reference(loaded_data, cfg, targets, {a: p.targets for a, p in plans.items()}, diag, stock_dir)
+        shared.pop("stock", None)  # the stock copy is not needed any more (each training run gets a fresh one)
         runs.append(summarize_stock(seed, ref, heads["targets"]))
         stock = StockEvaluation(perplexities={k: v for k, v in ref["row"].items() if k.endswith("_ppl")},
                                 diagnosis=diag if cfg.diagnose_every_eval else None, source=str(stock_dir / "reference.json"))
