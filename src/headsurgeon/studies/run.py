@@ -31,12 +31,12 @@ from headsurgeon.io import atomic_write_bytes, ensure_output_dir, read_document,
 from headsurgeon.measurements import ablation_effects
 from headsurgeon.models import LoadedModel, load_model
 from headsurgeon.models.preflight import model_facts
-from headsurgeon.surgery.preflight import check_sequence_length
 from headsurgeon.surgery import SurgeryConfig, SurgeryPlan, operate
 from headsurgeon.surgery.data import RunData, diagnosis_prompts, run_data
 from headsurgeon.surgery.folder import RunFolder
 from headsurgeon.surgery.manifest import RunManifest, load_manifest
 from headsurgeon.surgery.monitor import diagnosis_fields, evaluate_state
+from headsurgeon.surgery.preflight import check_sequence_length
 from headsurgeon.surgery.training_run import StockEvaluation, will_extend
 
 from .aggregate import arm_curves, arm_stats, verdicts
