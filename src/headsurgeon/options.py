@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Iterable
 from dataclasses import MISSING, Field, field, fields
-from typing import Any, Iterable
+from typing import Any
 
 from headsurgeon.errors import HeadsurgeonError
 

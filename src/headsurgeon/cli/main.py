@@ -97,9 +97,9 @@ def run(argv: list[str] | None = None) -> int:
     """
     import os
 
-    from headsurgeon.errors import HeadsurgeonError, from_os_error
-
     from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer >= 0.20 carries its own click
+
+    from headsurgeon.errors import HeadsurgeonError, from_os_error
 
     argv = list(sys.argv[1:] if argv is None else argv)
     command = _finite_floats(typer.main.get_command(app))

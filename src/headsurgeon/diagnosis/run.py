@@ -11,8 +11,8 @@ from headsurgeon.errors import HeadsurgeonError
 from headsurgeon.models import LoadedModel, load_model
 from headsurgeon.models.loading import parse_device, parse_dtype
 from headsurgeon.models.placement import Placement
-from headsurgeon.prompts import Prompt, builtin_prompts, read_prompt_file
 from headsurgeon.options import check_value
+from headsurgeon.prompts import Prompt, builtin_prompts, read_prompt_file
 from headsurgeon.prompts.encoding import BOS_MODES, EncodedPrompt, encode_prompts, first_token
 from headsurgeon.streaming import DEFAULT_BUDGET, StreamedModel, open_streamed
 from headsurgeon.streaming.choice import (

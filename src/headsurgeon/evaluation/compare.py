@@ -19,8 +19,8 @@ import numpy as np
 
 from headsurgeon.errors import HeadsurgeonError
 from headsurgeon.io import atomic_write_text, envelope, now_iso, read_document
-from headsurgeon.options import check_value
 from headsurgeon.models.adapters import HeadRef
+from headsurgeon.options import check_value
 from headsurgeon.surgery.plan import SurgeryPlan
 from headsurgeon.surgery.rules import parse_head
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 
 from headsurgeon.errors import HeadsurgeonError
-from headsurgeon.models.preflight import model_facts
-from headsurgeon.options import check_value
 from headsurgeon.models import LoadedModel, load_model
 from headsurgeon.models.adapters import HeadRef
 from headsurgeon.models.loading import parse_device, parse_dtype
 from headsurgeon.models.placement import Placement
+from headsurgeon.models.preflight import model_facts
+from headsurgeon.options import check_value
 from headsurgeon.prompts.encoding import encode_prompts, first_token
 from headsurgeon.streaming import DEFAULT_BUDGET, StreamedModel, open_streamed
 from headsurgeon.streaming.choice import choose_streaming

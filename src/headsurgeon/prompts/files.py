@@ -3,7 +3,6 @@ JSONL (``{"text": ..., "name": ..., "domain": ...}`` per line)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from headsurgeon.errors import HeadsurgeonError

@@ -27,8 +27,8 @@ from pathlib import Path
 from headsurgeon._version import DOCUMENT_VERSIONS
 from headsurgeon.errors import HeadsurgeonError
 from headsurgeon.io import atomic_write_text, envelope, now_iso
-from headsurgeon.strict import DuplicateKeyError, load_json_strict, load_yaml_strict, read_utf8
 from headsurgeon.models.adapters import HeadRef
+from headsurgeon.strict import DuplicateKeyError, load_json_strict, load_yaml_strict, read_utf8
 
 GQA_MODES = ("query", "group")
 

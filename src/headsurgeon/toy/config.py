@@ -8,7 +8,7 @@ Each field carries its help text in ``metadata["help"]``; the CLI shows it for `
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from headsurgeon.errors import HeadsurgeonError
