@@ -5,6 +5,7 @@ import pytest
 
 from headsurgeon import run_extremes
 from headsurgeon.errors import HeadsurgeonError
+from headsurgeon.streaming import open_streamed
 
 OPTS = dict(domains=["prose", "code"], local_text=0, what=["sinks", "drain", "peak", "dormancy"], max_length=32, progress=False)
 
@@ -31,3 +32,6 @@ def test_interventions_are_refused_on_the_streamed_path(tiny_factory, tmp_path):
     with pytest.raises(HeadsurgeonError, match="interventions") as info:
         run_extremes(tmp_path, stream=True, **{**OPTS, "what": ["sinks", "interventions"]})
     assert "\n" not in str(info.value)
+    opened = open_streamed(tmp_path)  # a streamed model the caller opened is refused the same way
+    with pytest.raises(HeadsurgeonError, match="interventions"):
+        run_extremes(opened, **{**OPTS, "what": ["sinks", "interventions"]})

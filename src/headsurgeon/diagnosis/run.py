@@ -8,18 +8,13 @@ from pathlib import Path
 import numpy as np
 
 from headsurgeon.errors import HeadsurgeonError
-from headsurgeon.models import LoadedModel, load_model
-from headsurgeon.models.loading import parse_device, parse_dtype
+from headsurgeon.models import LoadedModel
 from headsurgeon.models.placement import Placement
 from headsurgeon.options import check_value
 from headsurgeon.prompts import Prompt, builtin_prompts, read_prompt_file
 from headsurgeon.prompts.encoding import BOS_MODES, EncodedPrompt, encode_prompts, first_token
-from headsurgeon.streaming import DEFAULT_BUDGET, StreamedModel, open_streamed
-from headsurgeon.streaming.choice import (
-    check_streamed_fits,
-    choose_streaming,
-    streamed_estimate,
-)
+from headsurgeon.streaming import DEFAULT_BUDGET, StreamedModel
+from headsurgeon.streaming.choice import check_streamed_fits, decide_streaming, open_for_run, streamed_estimate
 
 from .alibi import alibi_analysis
 from .classes import COLLAPSED, Thresholds
@@ -90,21 +85,9 @@ def diagnose(
 
         ensure_output_dir(out_dir)  # fail before the slow part
     items, source = resolve_prompts(prompts, prompt_file)
-    if isinstance(model, StreamedModel):  # opened by the caller, e.g. open_streamed(spec, device="cuda:0")
-        use_stream = True
-    elif isinstance(model, LoadedModel) or placement is not None or device == "auto":
-        if stream is True:
-            raise HeadsurgeonError("--stream reads the checkpoint itself and runs each block on one device: drop --device-map / "
-                                   "--device auto, and pass a folder or hub id, not a model in memory")
-        use_stream = False
-    else:
-        use_stream, _ = choose_streaming(model, stream, dtype=parse_dtype(dtype), prompts=len(items), tokens=max_length or 512,
-                                         batch_size=batch_size, device=parse_device(device))
-    if use_stream:
-        loaded = model if isinstance(model, StreamedModel) else open_streamed(model, dtype=parse_dtype(dtype), device=parse_device(device))
-    else:
-        loaded = model if isinstance(model, LoadedModel) else load_model(
-            model, progress=progress, dtype=dtype, device=device, placement=placement)
+    use_stream = decide_streaming(model, stream, dtype=dtype, device=device, placement=placement, prompts=len(items),
+                                  tokens=max_length or 512, batch_size=batch_size)
+    loaded = open_for_run(model, use_stream, dtype=dtype, device=device, placement=placement, progress=progress)
     limit = loaded.adapter.max_positions
     if limit is not None and max_length is not None:
         max_length = min(max_length, limit)

@@ -9,15 +9,14 @@ from pathlib import Path
 import numpy as np
 
 from headsurgeon.errors import HeadsurgeonError
-from headsurgeon.models import LoadedModel, load_model
+from headsurgeon.models import LoadedModel
 from headsurgeon.models.adapters import HeadRef
-from headsurgeon.models.loading import parse_device, parse_dtype
 from headsurgeon.models.placement import Placement
 from headsurgeon.models.preflight import model_facts
 from headsurgeon.options import check_value
 from headsurgeon.prompts.encoding import encode_prompts, first_token
-from headsurgeon.streaming import DEFAULT_BUDGET, StreamedModel, open_streamed
-from headsurgeon.streaming.choice import choose_streaming
+from headsurgeon.streaming import DEFAULT_BUDGET
+from headsurgeon.streaming.choice import decide_streaming, open_for_run
 
 from .analysis import GROUPS, PromptSummary, massive_dims, summarise_prompt
 from .domains import build_domains
@@ -91,26 +90,14 @@ def run_extremes(
             if not (0 <= ref.layer < L and 0 <= ref.head < H):
                 raise HeadsurgeonError(f"head {ref} does not exist in {facts.describe['name']} ({L} layers x {H} heads); "
                                        "use zero-based indices in range")
-    if isinstance(model, StreamedModel):  # opened by the caller, e.g. open_streamed(spec, device="cuda:0")
-        use_stream = True
-    elif isinstance(model, LoadedModel) or placement is not None or device == "auto":
-        if stream is True:
-            raise HeadsurgeonError("--stream reads the checkpoint itself and runs each block on one device: drop --device-map / "
-                                   "--device auto, and pass a folder or hub id, not a model in memory")
-        use_stream = False
-    else:
-        use_stream, _ = choose_streaming(model, stream, dtype=parse_dtype(dtype), prompts=sum(len(d.prompts) for d in doms),
-                                         tokens=max_length, batch_size=batch_size, device=parse_device(device))
-        if use_stream and "interventions" in parts:
-            raise HeadsurgeonError(
-                "interventions re-run the whole model once per head and need it in memory, which the streamed path "
-                "does not hold; leave them out (--only sinks,drain,peak) or pass --no-stream with --device-map auto"
-            )
-    if use_stream:
-        loaded = model if isinstance(model, StreamedModel) else open_streamed(model, dtype=parse_dtype(dtype), device=parse_device(device))
-    else:
-        loaded = model if isinstance(model, LoadedModel) else load_model(
-            model, progress=progress, dtype=dtype, device=device, placement=placement)
+    use_stream = decide_streaming(model, stream, dtype=dtype, device=device, placement=placement,
+                                  prompts=sum(len(d.prompts) for d in doms), tokens=max_length, batch_size=batch_size)
+    if use_stream and "interventions" in parts:  # also for a StreamedModel the caller opened
+        raise HeadsurgeonError(
+            "interventions re-run the whole model once per head and need it in memory, which the streamed path "
+            "does not hold; leave them out (--only sinks,drain,peak) or pass --no-stream with --device-map auto"
+        )
+    loaded = open_for_run(model, use_stream, dtype=dtype, device=device, placement=placement, progress=progress)
     for ref in heads or []:
         loaded.adapter.check_head(ref.layer, ref.head)
     limit = getattr(loaded.adapter, "max_positions", None)

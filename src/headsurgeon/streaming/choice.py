@@ -13,9 +13,12 @@ from pathlib import Path
 import torch
 
 from headsurgeon.errors import HeadsurgeonError
+from headsurgeon.models import LoadedModel, load_model
+from headsurgeon.models.loading import parse_device, parse_dtype
 from headsurgeon.models.memory import MemoryEstimate, estimate_memory
+from headsurgeon.models.placement import Placement
 
-from .model import StreamedModel, has_safetensors
+from .model import StreamedModel, has_safetensors, open_streamed
 from .shards import ShardReader
 
 STREAM_CHOICES = ("auto", True, False)
@@ -79,6 +82,37 @@ def choose_streaming(spec, stream, *, dtype: torch.dtype, prompts: int, tokens: 
         est = in_memory_estimate(folder, dtype=dtype, prompts=prompts, tokens=tokens, batch_size=batch_size, device=device)
         return not est.fits, est
     return bool(stream), None
+
+
+def decide_streaming(model, stream, *, dtype: str, device: str, placement: Placement | None, prompts: int, tokens: int,
+                     batch_size: int) -> bool:
+    """Whether a measuring run (diagnose, extremes) goes block-streamed; one rule for every command.
+
+    A :class:`StreamedModel` the caller opened always streams; a model already in memory, a
+    ``placement`` or ``device="auto"`` never does (they spread a whole model over devices, which
+    streaming does not), and ``stream=True`` with them is refused; anything else is
+    :func:`choose_streaming` on the checkpoint.
+    """
+    if isinstance(model, StreamedModel):  # opened by the caller, e.g. open_streamed(spec, device="cuda:0")
+        return True
+    if isinstance(model, LoadedModel) or placement is not None or device == "auto":
+        if stream is True:
+            raise HeadsurgeonError("--stream reads the checkpoint itself and runs each block on one device: drop --device-map / "
+                                   "--device auto, and pass a folder or hub id, not a model in memory")
+        return False
+    use_stream, _ = choose_streaming(model, stream, dtype=parse_dtype(dtype), prompts=prompts, tokens=tokens,
+                                     batch_size=batch_size, device=parse_device(device))
+    return use_stream
+
+
+def open_for_run(model, use_stream: bool, *, dtype: str, device: str, placement: Placement | None,
+                 progress: bool) -> LoadedModel | StreamedModel:
+    """The model a run measures, after :func:`decide_streaming`: the one given, or opened streamed or loaded."""
+    if isinstance(model, (LoadedModel, StreamedModel)):
+        return model
+    if use_stream:
+        return open_streamed(model, dtype=parse_dtype(dtype), device=parse_device(device))
+    return load_model(model, progress=progress, dtype=dtype, device=device, placement=placement)
 
 
 def check_streamed_fits(estimate: MemoryEstimate, model: str) -> None:
