@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from headsurgeon.formatting import esc, img, num
+from headsurgeon.formatting import esc, img
 from headsurgeon.io import atomic_write_text
 
-from .aggregate import METRIC_LABELS
 from .figures import render_figures, save_figures
 from .result import StudyResult
 from .settings import ARM_LABELS, ARMS
-from .stats import HOLDS, REVERSED, Stats, Verdict
+from .tables import Cell, Table, arm_table, stopping_table, verdict_table
 
 _STYLE = """
 .hs-study{font-family:system-ui,sans-serif;font-size:14px;line-height:1.4;color:#222}
@@ -30,68 +29,16 @@ _STYLE = """
 .hs-study img{max-width:100%;border:1px solid #ddd;margin:.4em 0}
 .hs-study .note{color:#555;font-size:13px}
 """
-_OUTCOME_WORDS = {HOLDS: "holds", REVERSED: "reversed: the reference arm is better", "inconclusive": "inconclusive"}
-_TABLE_METRICS = ("heldout_ppl_best", "heldout_best_vs_stock", "best_step", "best_tokens", "best_epoch", "other_ppl_at_best",
-                  "other_at_best_vs_stock", "train_ppl_at_best", "train_ppl_best", "train_best_vs_stock", "train_best_step",
-                  "heldout_ppl_final", "recovery_final", "recollapsed", "ablation_delta_final", "ablation_delta_stock", "drift_count",
-                  "drift_mean_abs", "stop_step", "final_step", "trainable_parameters", "compute_seconds")
 
 
-def _ci(s: Stats) -> str:
-    if s.mean is None:
-        return num(None)
-    if s.n < 2:
-        return num(s.mean)
-    return f"{num(s.mean)} [{num(s.ci_low)}, {num(s.ci_high)}]"
+def render_table(table: Table) -> str:
+    """A :class:`~headsurgeon.studies.tables.Table` as HTML: numbers right-aligned, verdicts coloured by outcome."""
+    def cell(c: Cell) -> str:
+        cls = f" class='{c.outcome}'" if c.outcome else (" class=num" if c.numeric else "")
+        return f"<td{cls}>{'<br>'.join(esc(x) for x in c.lines)}</td>"
 
-
-def verdict_rows(verdicts: list[Verdict]) -> str:
-    rows = []
-    for v in verdicts:
-        rel = "" if v.relative is None else f"{100 * v.relative:+.1f}%"
-        dz = num(v.d_z, 2)
-        rows.append(
-            f"<tr><td>{esc(v.text)}</td><td>{esc(v.arm)} vs {esc(v.reference)}</td>"
-            f"<td>{esc(METRIC_LABELS.get(v.metric, v.metric))} ({v.better} is better)</td>"
-            f"<td class=num>{num(v.arm_mean)}</td><td class=num>{num(v.reference_mean)}</td>"
-            f"<td class=num>{_ci(v.difference)}</td><td class=num>{rel}</td><td class=num>{dz}</td>"
-            f"<td class=num>{len(v.seeds)}</td><td class='{v.outcome}'>{esc(_OUTCOME_WORDS[v.outcome])}</td></tr>"
-        )
-    head = ("<tr><th>claim</th><th>arms</th><th>metric</th><th>arm mean</th><th>reference mean</th>"
-            "<th>difference, favourable &gt; 0 [CI]</th><th>relative</th><th>d<sub>z</sub></th><th>seeds</th><th>verdict</th></tr>")
-    return f"<table>{head}{''.join(rows)}</table>"
-
-
-def arm_table(study: StudyResult) -> str:
-    arms = [a for a in ARMS if a in study.arms]
-    head = "<tr><th>figure</th>" + "".join(f"<th>{esc(a)}</th>" for a in arms) + "</tr>"
-    rows = []
-    for m in _TABLE_METRICS:
-        cells = []
-        for a in arms:
-            s = study.arms[a][m]
-            txt = num(None) if s.mean is None else (num(s.mean) if s.n < 2 else f"{num(s.mean)} ± {num(s.std, 2)}<br>[{num(s.ci_low)}, {num(s.ci_high)}]")
-            cells.append(f"<td class=num>{txt}</td>")
-        rows.append(f"<tr><td>{esc(METRIC_LABELS.get(m, m))}</td>{''.join(cells)}</tr>")
-    return f"<table>{head}{''.join(rows)}</table>"
-
-
-def stopping_rows(study: StudyResult) -> str:
-    """Per seed and arm: the best point (step, tokens, epoch), where and why the arm stopped, the budget."""
-    rows = []
-    for r in study.runs:
-        st = r.get("stopping")
-        if not st:
-            continue
-        b = study.budgets.get(str(r["seed"]), {})
-        why = st["reason"] if st["reason"] != "budget" else "patience, then continued to the budget"
-        rows.append(f"<tr><td class=num>{r['seed']}</td><td>{esc(r['arm'])}</td><td class=num>{st['best_step']}</td>"
-                    f"<td class=num>{st['best_tokens']:,}</td><td class=num>{num(st['best_epoch'])}</td>"
-                    f"<td class=num>{num(r['scalars'].get('heldout_ppl_best'))}</td><td class=num>{st['step']}</td><td>{esc(why)}</td>"
-                    f"<td class=num>{st['final_step']}</td><td class=num>{b.get('steps', 'n/a')}</td></tr>")
-    head = ("<tr><th>seed</th><th>arm</th><th>best step</th><th>tokens</th><th>epoch</th><th>held-out PPL there</th>"
-            "<th>stopped on its own at</th><th>why</th><th>trained to</th><th>seed's budget (steps)</th></tr>")
-    return f"<table>{head}{''.join(rows)}</table>"
+    head = "<tr>" + "".join(f"<th>{esc(h)}</th>" for h in table.header) + "</tr>"
+    return f"<table>{head}{''.join('<tr>' + ''.join(cell(c) for c in row) + '</tr>' for row in table.rows)}</table>"
 
 
 def _settings_text(study: StudyResult) -> str:
@@ -134,7 +81,7 @@ def study_html_section(study: StudyResult, pngs: dict[str, bytes] | None = None,
 {"<h2>Controlled study: does surgery beat its controls?</h2>" if heading else ""}
 {status}{_settings_text(study)}
 <h3>Verdicts</h3>
-{verdict_rows(primary) if primary else '<p>No claim can be tested: it needs both of its arms.</p>'}
+{render_table(verdict_table(study, primary)) if primary else '<p>No claim can be tested: it needs both of its arms.</p>'}
 <p class=note>"Beats" means: the {level:.0%} percentile-bootstrap interval of the mean difference between the two arms,
 paired by seed (same held-out split, data order and initialisation), lies entirely on the favourable side of 0; entirely on
 the other side is "reversed"; otherwise "inconclusive". Recovery is the fraction of the targets classed healthy at the last
@@ -142,11 +89,11 @@ evaluation; a freshly re-initialised head is healthy before any training, so for
 <i>stayed</i> healthy, and the ablation row says whether they do something. With 3 seeds the interval is close to the range of
 the seeds, so "holds" amounts to "every seed agrees": read it as a consistent effect on this model and budget, not a
 significance test.</p>
-<details><summary>Secondary metrics for the same claims</summary>{verdict_rows(secondary)}</details>
+<details><summary>Secondary metrics for the same claims</summary>{render_table(verdict_table(study, secondary))}</details>
 <h3>Where each arm peaked and why it stopped</h3>
-{stopping_rows(study)}
+{render_table(stopping_table(study))}
 <h3>Per arm (mean ± std over seeds, [{level:.0%} bootstrap CI])</h3>
-{arm_table(study)}
+{render_table(arm_table(study))}
 <p class=note>Arms: {esc('; '.join(f'{a}: {ARM_LABELS[a]}' for a in ARMS if a in study.arms))}.
 Best point = the evaluation with the lowest held-out perplexity (step 0 included). Drift: untouched heads whose BOS mass moved by more
 than {study.settings.get('drift_threshold')} from stock.</p>
