@@ -115,6 +115,20 @@ def test_config_errors_are_one_line():
         preset("tiny", hidden=30)
     with pytest.raises(HeadsurgeonError, match="unknown lab preset"):
         preset("huge")
+    with pytest.raises(HeadsurgeonError, match="unknown lab config key"):
+        preset("tiny", width=64)
+
+
+def test_overrides_are_typed_by_the_field():
+    from headsurgeon.lab import parse_override
+
+    assert parse_override("seeds=0, 1") == ("seeds", (0, 1))
+    assert parse_override("encodings=alibi,rope") == ("encodings", ("alibi", "rope"))
+    assert parse_override("other_corpus=none") == ("other_corpus", None)
+    assert parse_override("steps=100") == ("steps", 100) and parse_override("lr=1e-3") == ("lr", 1e-3)
+    for bad, message in (("steps", "not key=value"), ("width=64", "unknown lab config key"), ("steps=ten", "not a valid int")):
+        with pytest.raises(HeadsurgeonError, match=message):
+            parse_override(bad)
 
 
 def test_every_json_key_is_documented(tiny_lab):

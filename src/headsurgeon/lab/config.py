@@ -10,9 +10,10 @@ text in ``metadata["help"]`` (shown by ``headsurgeon lab presets``).
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
+from headsurgeon import flatconfig
 from headsurgeon.errors import HeadsurgeonError
 
 #: Position encodings and the transformers architecture that carries each (see architectures.py).
@@ -98,10 +99,7 @@ class LabConfig:
         return d
 
     def replace(self, **changes: Any) -> LabConfig:
-        unknown = set(changes) - set(field_names())
-        if unknown:
-            raise HeadsurgeonError(f"unknown lab config key(s) {sorted(unknown)}; known: {', '.join(field_names())}")
-        return dataclasses.replace(self, **changes)
+        return flatconfig.replace_fields(self, "lab", **changes)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -113,40 +111,16 @@ class LabConfig:
 
 
 def field_names() -> list[str]:
-    return [f.name for f in fields(LabConfig)]
+    return flatconfig.field_names(LabConfig)
 
 
 def field_help() -> dict[str, str]:
-    return {f.name: f.metadata.get("help", "") for f in fields(LabConfig)}
-
-
-def _parse_list(raw: str, kind: type) -> tuple:
-    return tuple(kind(p) for p in raw.replace(" ", "").split(",") if p)
+    return flatconfig.field_help(LabConfig)
 
 
 def parse_override(text: str) -> tuple[str, Any]:
     """``key=value`` -> a typed pair, by the field's declared type (lists are comma-separated)."""
-    if "=" not in text:
-        raise HeadsurgeonError(f"override {text!r} is not key=value; write e.g. steps=100")
-    key, raw = (s.strip() for s in text.split("=", 1))
-    types = {f.name: str(f.type) for f in fields(LabConfig)}
-    if key not in types:
-        raise HeadsurgeonError(f"unknown lab config key {key!r}; known: {', '.join(field_names())}")
-    kind = types[key]
-    try:
-        if "None" in kind and raw.lower() in ("none", ""):
-            return key, None
-        if kind.startswith("tuple[int"):
-            return key, _parse_list(raw, int)
-        if kind.startswith("tuple[str"):
-            return key, _parse_list(raw, str)
-        if kind.startswith("int"):
-            return key, int(raw)
-        if kind.startswith("float"):
-            return key, float(raw)
-    except ValueError:
-        raise HeadsurgeonError(f"{key}={raw!r} is not a valid {kind}; fix the value") from None
-    return key, raw
+    return flatconfig.parse_override(LabConfig, text, "lab", "steps=100")
 
 
 #: ``default``: sized from steps measured in this lab's own loop on the shared 2-core CPU (one
@@ -178,7 +152,4 @@ PRESETS: dict[str, tuple[str, LabConfig]] = {
 
 def preset(name: str, **changes: Any) -> LabConfig:
     """The named preset with ``changes`` applied."""
-    if name not in PRESETS:
-        raise HeadsurgeonError(f"unknown lab preset {name!r}; choose one of {', '.join(PRESETS)}")
-    base = PRESETS[name][1]
-    return base.replace(**changes) if changes else base
+    return flatconfig.pick_preset(PRESETS, name, "lab", **changes)

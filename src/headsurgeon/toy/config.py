@@ -8,9 +8,10 @@ Each field carries its help text in ``metadata["help"]``; the CLI shows it for `
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
+from headsurgeon import flatconfig
 from headsurgeon.errors import HeadsurgeonError
 from headsurgeon.options import check_fields, option
 
@@ -71,12 +72,7 @@ class ToyConfig:
 
     def replace(self, **changes: Any) -> ToyConfig:
         """A copy with ``changes`` applied (validated again)."""
-        unknown = set(changes) - {f.name for f in fields(self)}
-        if unknown:
-            raise HeadsurgeonError(
-                f"unknown toy config key(s) {sorted(unknown)}; known: {', '.join(field_names())}"
-            )
-        return dataclasses.replace(self, **changes)
+        return flatconfig.replace_fields(self, "toy", **changes)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -95,36 +91,16 @@ def layer_set(text: str) -> frozenset[int]:
 
 
 def field_names() -> list[str]:
-    return [f.name for f in fields(ToyConfig)]
+    return flatconfig.field_names(ToyConfig)
 
 
 def field_help() -> dict[str, str]:
-    return {f.name: f.metadata.get("help", "") for f in fields(ToyConfig)}
+    return flatconfig.field_help(ToyConfig)
 
 
 def parse_override(text: str) -> tuple[str, Any]:
     """Parse ``key=value`` into a typed pair, using the field's declared type."""
-    if "=" not in text:
-        raise HeadsurgeonError(f"override {text!r} is not key=value; write e.g. lr=1e-3")
-    key, raw = (s.strip() for s in text.split("=", 1))
-    types = {f.name: f.type for f in fields(ToyConfig)}
-    if key not in types:
-        raise HeadsurgeonError(f"unknown toy config key {key!r}; known: {', '.join(field_names())}")
-    kind = str(types[key])
-    try:
-        if "None" in kind and raw.lower() in ("none", ""):
-            return key, None
-        if kind.startswith("bool"):
-            if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(raw)
-            return key, raw.lower() in ("true", "1", "yes")
-        if kind.startswith("int"):
-            return key, int(raw)
-        if kind.startswith("float"):
-            return key, float(raw)
-    except ValueError:
-        raise HeadsurgeonError(f"{key}={raw!r} is not a valid {kind}; fix the value") from None
-    return key, raw
+    return flatconfig.parse_override(ToyConfig, text, "toy", "lr=1e-3")
 
 
 #: The small settings are what fits a shared 2-core CPU (SCIENCE.md: 1 layer, dim 64, length 32,
@@ -164,6 +140,4 @@ PRESETS: dict[str, tuple[str, ToyConfig]] = {
 
 def preset(name: str, **changes: Any) -> ToyConfig:
     """The named preset, with ``changes`` applied."""
-    if name not in PRESETS:
-        raise HeadsurgeonError(f"unknown toy preset {name!r}; choose one of {', '.join(PRESETS)}")
-    return PRESETS[name][1].replace(**changes) if changes else PRESETS[name][1]
+    return flatconfig.pick_preset(PRESETS, name, "toy", **changes)
