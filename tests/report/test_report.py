@@ -7,8 +7,8 @@ import re
 from html import escape
 
 import pytest
+from report_helpers import PLAN, tiny_config
 
-from conftest import PLAN, make_corpus, tiny_config
 from headsurgeon.cli.main import run as cli
 from headsurgeon.evaluation import compare, load_run, perplexity_trajectory
 from headsurgeon.models import wrap_model
@@ -85,10 +85,10 @@ def test_fast_report_skips_models_and_cache_is_reused(tiny_run, tmp_path):
     assert "cached" not in other.data["dormancy"]  # other settings: computed again
 
 
-def test_partial_run_of_an_in_memory_model(tmp_path):
+def test_partial_run_of_an_in_memory_model(tmp_path, text_corpus):
     lm = wrap_model(*tiny_model_and_tokenizer("llama", seed=0))
     with pytest.raises(KeyboardInterrupt):
-        operate(lm, PLAN, out_dir=tmp_path / "run", config=tiny_config(make_corpus(tmp_path)), progress=False, stop_after_step=2)
+        operate(lm, PLAN, out_dir=tmp_path / "run", config=tiny_config(text_corpus), progress=False, stop_after_step=2)
     rep = build_report(tmp_path / "run", options=ReportOptions(generations=False), progress=False)
     d = rep.data
     assert d["run"]["status"] == "running" and any("status is 'running'" in n for n in d["notes"])
@@ -124,12 +124,11 @@ def test_cli_compare_and_report(tiny_run, tmp_path, capsys):
     assert "not a surgery run folder" in capsys.readouterr().err
 
 
-def test_report_of_hand_made_run_shows_known_numbers(tmp_path):
+def test_report_of_hand_made_run_shows_known_numbers(tmp_path, monkeypatch):
     """No model at all (--fast): the drift numbers of tests/evaluation's hand-made run reach the page."""
-    import sys
     from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).parents[1] / "evaluation"))
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "evaluation"))
     from eval_helpers import AFTER, BEFORE, MID, diag, fake_run
 
     run = fake_run(tmp_path / "run", [diag(BEFORE), diag(BEFORE), diag(MID), diag(AFTER)])
