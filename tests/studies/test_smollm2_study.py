@@ -1,8 +1,8 @@
 """Real-model checks for the study's arms on SmolLM2-135M (seconds: no training)."""
 
-import pytest
+from real_models import SMOLLM2
 
-pytestmark = pytest.mark.slow
+pytestmark = SMOLLM2
 
 
 def test_smollm2_arms_and_matched_lora():
