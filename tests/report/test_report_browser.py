@@ -1,8 +1,11 @@
 """Render the report in headless Chromium: the page must show its figures and tables offline."""
 
 import base64
+import contextlib
 import io
+import os
 import shutil
+import signal
 import struct
 import subprocess
 from html.parser import HTMLParser
@@ -18,10 +21,35 @@ pytestmark = [
 ]
 
 
-def _chromium(tmp_path, *args: str) -> subprocess.CompletedProcess:
+#: Only a safety net against a wedged browser (it kills the whole process group): nothing
+#: asserted depends on how fast Chromium is. The page has no script and every image is a data:
+#: URI, so the DOM is final at load; the screenshot waits for every compositor stage (decoding,
+#: raster) before it draws and runs on virtual time, which advances only when Chromium is idle.
+HARD_KILL_SECONDS = 600
+
+
+def _chromium(tmp_path, *args: str) -> tuple[bytes, bytes]:
+    """Run headless Chromium to completion; its ``(stdout, stderr)``.
+
+    Output goes to files, not pipes: a helper process that outlives the browser (crashpad, a
+    zygote) cannot then keep a pipe open and block the read. The browser runs in its own
+    process group, which is killed afterwards in any case, so nothing is left running."""
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
              "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}"]
-    return subprocess.run([CHROMIUM, *flags, *args], capture_output=True, timeout=180, check=True)
+    out, err = tmp_path / "chromium.out", tmp_path / "chromium.err"
+    with out.open("wb") as o, err.open("wb") as e:
+        proc = subprocess.Popen([CHROMIUM, *flags, *args], stdout=o, stderr=e, stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            code = proc.wait(timeout=HARD_KILL_SECONDS)
+        except subprocess.TimeoutExpired:
+            code = None
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert code is not None, f"Chromium did not finish in {HARD_KILL_SECONDS} s (killed): {err.read_bytes()[-2000:]!r}"
+    assert code == 0, f"Chromium exited with {code}: {err.read_bytes()[-2000:]!r}"
+    return out.read_bytes(), err.read_bytes()
 
 
 class _Page(HTMLParser):
@@ -48,7 +76,7 @@ def _png_size(png: bytes) -> tuple[int, int]:
 
 def test_chromium_shows_figures_and_tables(full_report, tmp_path):
     url = full_report.html_path.resolve().as_uri()
-    dom = _chromium(tmp_path, "--dump-dom", url).stdout.decode("utf-8")
+    dom = _chromium(tmp_path, "--dump-dom", url)[0].decode("utf-8")
     page = _Page()
     page.feed(dom)
     assert len(page.imgs) == len(full_report.figures) == 6
@@ -61,7 +89,8 @@ def test_chromium_shows_figures_and_tables(full_report, tmp_path):
     assert page.sections[:4] == ["plan", "perplexity", "topology", "drift"] and "ablation" in page.sections
 
     shot = tmp_path / "page.png"
-    _chromium(tmp_path, f"--screenshot={shot}", "--window-size=1280,2600", "--hide-scrollbars", url)
+    _chromium(tmp_path, f"--screenshot={shot}", "--window-size=1280,2600", "--hide-scrollbars",
+              "--run-all-compositor-stages-before-draw", "--virtual-time-budget=5000", url)
     img = mpimg.imread(io.BytesIO(shot.read_bytes()), format="png")[..., :3]
     assert img.shape[0] >= 2000 and img.shape[1] >= 1200
     assert img.std() > 0.05 and (img < 0.8).mean() > 0.02  # not a blank page
