@@ -393,6 +393,10 @@ def test_bad_input_gives_one_error_line(case, inputs, monkeypatch, capsys, tmp_p
     assert got == code, (got, line)
     assert ";" in line, f"no 'what to do' half: {line}"
     assert len(line) < 500
+    if simulation is not None and "-o" in argv:  # a failed write leaves no temporary behind
+        written = Path(argv[argv.index("-o") + 1])
+        leftovers = [str(p) for p in written.parent.rglob("*") if p.name.startswith((".tmp-", ".old-")) or p.name.endswith(".tmp")]
+        assert not leftovers, leftovers
 
 
 def test_every_case_of_the_issue_has_a_row():
