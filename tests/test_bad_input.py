@@ -172,6 +172,11 @@ CASES: dict[str, tuple[list[str], int, list[str], str, str | None]] = {
     "compare-zone-bad-plan": (["compare", "{diag_llama}", "{diag_llama2}", "--zone", "{p_float}", "-o", "{tmp}/cmp-zone"], 2,
                               ["not a head number"], EARLY, None),
     "report-not-a-run": (["report", "{tmp}/latin1-folder", "--fast"], 2, ["manifest.json"], EARLY, None),
+    "report-manifest-no-config": (["report", "{m_no_config}", "--fast"], 2, ["has no 'config'", "restore its manifest.json"], EARLY, None),
+    "report-manifest-model-string": (["report", "{m_model_string}", "--fast"], 2, ["'model' is str", "not dict"], EARLY, None),
+    "report-manifest-history-text": (["report", "{m_history_text}", "--fast"], 2, ["'history' is str"], EARLY, None),
+    "report-manifest-row-no-step": (["report", "{m_row_no_step}", "--fast"], 2, ["no whole-number 'step'"], EARLY, None),
+    "compare-manifest-status-number": (["compare", "{m_status_number}", "-o", "{tmp}/cmp-status"], 2, ["'status' is int"], EARLY, None),
     "plan-from-a-plan-file": (["plan", "{plan_llama}", "--top", "2", "-o", "{tmp}/p2.json"], 2, ["'plan' document"], EARLY, None),
     "diagnose-max-length-one": (["diagnose", "-m", "{llama}", "--max-length", "1"], 2, ["--max-length"], EARLY, None),
     "operate-epochs-zero": (["operate", "{plan_llama}", "-m", "{llama}", "--seed", "0", "--epochs", "0"], 2, ["--epochs must be"], EARLY, None),
@@ -317,6 +322,15 @@ def inputs(tmp_path_factory, saved_tiny, tiny_factory, opt_saver):
              nonempty=str(tmp / "nonempty"), corpus=str(corpus))
     # a surgery run folder without training (the hand-made run of tests/evaluation)
     v["run"] = str(_fake_run(tmp / "run", diags["llama"], SurgeryPlan.load(v["plan_llama"])))
+    # hand-edited copies of its manifest: a key gone, a value of the wrong type, a row without its step
+    good = json.loads((tmp / "run" / "manifest.json").read_text())
+    damaged = {"m_no_config": {k: x for k, x in good.items() if k != "config"}, "m_model_string": {**good, "model": "gpt2"},
+               "m_history_text": {**good, "history": "abc"}, "m_row_no_step": {**good, "history": [{"train_ppl": 3.0}]},
+               "m_status_number": {**good, "status": 3}}
+    for name, doc in damaged.items():
+        shutil.copytree(tmp / "run", tmp / name)
+        (tmp / name / "manifest.json").write_text(json.dumps(doc))
+        v[name] = str(tmp / name)
     return v
 
 

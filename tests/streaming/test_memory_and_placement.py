@@ -133,3 +133,42 @@ def test_a_streamed_model_opened_on_a_device_can_be_diagnosed_twice(folder):
     assert first.settings["execution"] == second.settings["execution"] == "streamed"
     assert (first.per_prompt["bos_mass"] == second.per_prompt["bos_mass"]).all()
     assert all(p.device.type == "meta" for n, p in streamed.model.named_parameters() if ".layers." in n)
+
+
+def test_a_hub_model_fetched_at_load_gets_its_weights_fingerprint(folder, tmp_path, monkeypatch):
+    """Online, ``from_pretrained`` is given the hub id (not a folder); the fingerprint a plan is
+    checked against must still come from the files it fetched into the hub cache."""
+    import shutil
+
+    import transformers
+
+    import headsurgeon.models.loading as loading
+    from headsurgeon.models import load_model
+    from headsurgeon.models.preflight import weights_fingerprint
+
+    cache = tmp_path / "hub"
+    rev = "1" * 40
+    snap = cache / "models--someone--fetched" / "snapshots" / rev
+    snap.parent.mkdir(parents=True)
+    (cache / "models--someone--fetched" / "refs").mkdir()
+    (cache / "models--someone--fetched" / "refs" / "main").write_text(rev)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(loading, "hub_reachable", lambda: True)
+    real_model, real_tok = transformers.AutoModelForCausalLM.from_pretrained, transformers.AutoTokenizer.from_pretrained
+    asked = []
+
+    def fetch(load):
+        def from_hub(ref, *args, **kwargs):  # "download" into the cache, then load from it
+            asked.append(ref)
+            if not snap.exists():
+                shutil.copytree(folder, snap)
+            return load(str(snap), *args, **kwargs)
+        return from_hub
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", fetch(real_model))
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", fetch(real_tok))
+    loaded = load_model("someone/fetched", progress=False, check_memory=False)
+    assert asked and asked[0] == "someone/fetched"  # the online path, not the cached-folder one
+    assert loaded.weights_fingerprint is not None
+    assert loaded.weights_fingerprint == weights_fingerprint(snap) == weights_fingerprint(folder)
+    assert loaded.describe()["weights_fingerprint"] == loaded.weights_fingerprint

@@ -164,6 +164,7 @@ def _converted(gguf: Path) -> Path | None:
 
 
 def _hub_cached(spec: str) -> Path | None:
+    """The hub cache's snapshot folder of ``spec`` (``None``: not cached), never the network."""
     try:
         from huggingface_hub import snapshot_download
 

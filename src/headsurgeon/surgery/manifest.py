@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 from headsurgeon.errors import HeadsurgeonError
@@ -100,8 +100,29 @@ class RunManifest:
 
     @classmethod
     def from_dict(cls, doc: dict) -> RunManifest:
+        """The manifest in ``doc``; a missing required key or a value of the wrong JSON type raises
+        :class:`HeadsurgeonError` naming it (a hand-edited or foreign file, not a bug)."""
+        missing = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING and f.name not in doc]
+        if missing:
+            raise HeadsurgeonError(f"it has no {', '.join(repr(m) for m in missing)}")
+        for f in fields(cls):
+            want, nullable = _JSON_TYPES[str(f.type).split(" | ")[0].split("[")[0]], " | None" in str(f.type)
+            value = doc.get(f.name)
+            if f.name in doc and not (isinstance(value, want) and not (want is int and isinstance(value, bool)) or (value is None and nullable)):
+                raise HeadsurgeonError(f"its '{f.name}' is {type(value).__name__} {str(value)[:40]!r}, not {want.__name__}")
+        for name in ("history", "resumed", "surgical_regions"):
+            bad = [r for r in doc.get(name) or [] if not isinstance(r, dict)]
+            if bad:
+                raise HeadsurgeonError(f"its '{name}' holds {type(bad[0]).__name__} {str(bad[0])[:40]!r}, not rows (JSON objects)")
+        unnumbered = [r for r in doc.get("history") or [] if not isinstance(r.get("step"), int) or isinstance(r.get("step"), bool)]
+        if unnumbered:
+            raise HeadsurgeonError(f"a 'history' row has no whole-number 'step' ({str(unnumbered[0])[:60]})")
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in doc.items() if k in names})
+
+
+#: The JSON type each annotation of :class:`RunManifest` stands for.
+_JSON_TYPES = {"str": str, "dict": dict, "list": list, "int": int}
 
 
 def save_manifest(folder: RunFolder, manifest: RunManifest) -> None:
@@ -113,7 +134,11 @@ def load_manifest(run_dir: str | Path | RunFolder, *, kind: str | None = None) -
     """Read a run folder's manifest (either kind unless ``kind`` is given)."""
     folder = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
     doc = read_document(folder.manifest, kind=kind or RUN_KINDS)
-    return RunManifest.from_dict(doc)
+    try:
+        return RunManifest.from_dict(doc)
+    except HeadsurgeonError as e:
+        raise HeadsurgeonError(f"{folder.manifest} is not a manifest headsurgeon can read: {e}; point at a run folder "
+                               "written by `headsurgeon operate` (or a study), or restore its manifest.json") from None
 
 
 def run_differences(existing: RunManifest, model: dict, plan: dict, config: dict, *, weights: str | None,
