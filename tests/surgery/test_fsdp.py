@@ -2,11 +2,10 @@
 weights outside the slices come out bit-identical (see ``headsurgeon.surgery.sharding``)."""
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
+import torchrun_helpers
 from safetensors.torch import load_file
 
 from headsurgeon.models.tiny import tiny_model_and_tokenizer
@@ -16,11 +15,9 @@ WORKER = Path(__file__).with_name("fsdp_worker.py")
 
 def test_fsdp_two_processes_match_one_process(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29541",
-                           str(WORKER), str(tmp_path / "fsdp.safetensors")], env=env, capture_output=True, text=True, timeout=600)
+    proc = torchrun_helpers.run([str(WORKER), str(tmp_path / "fsdp.safetensors")], env=env, nproc=2)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    proc = subprocess.run([sys.executable, str(WORKER), str(tmp_path / "single.safetensors")], env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = torchrun_helpers.run([str(WORKER), str(tmp_path / "single.safetensors")], env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     fsdp, single = load_file(str(tmp_path / "fsdp.safetensors")), load_file(str(tmp_path / "single.safetensors"))
     original = tiny_model_and_tokenizer("llama", seed=0)[0].state_dict()

@@ -10,25 +10,15 @@ same skeleton and must agree the same way (its gradients are all-reduced too).
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
+import torchrun_helpers
 from safetensors.torch import load_file
 
 from headsurgeon.models.adapters import HeadRef
 from headsurgeon.models.tiny import tiny_model_and_tokenizer
 from headsurgeon.surgery import SurgeryPlan
-
-
-def _free_port() -> str:
-    """A port nobody listens on now (a fixed one collides when two test runs share a machine)."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return str(s.getsockname()[1])
 
 
 def test_two_processes_match_one_process_with_twice_the_accumulation(text_corpus, tmp_path):
@@ -40,12 +30,9 @@ def test_two_processes_match_one_process_with_twice_the_accumulation(text_corpus
     common = ["operate", str(plan), "-m", str(tmp_path / "tiny"), "--preset", "tiny", "--corpus", str(text_corpus), "--other-corpus", "none",
               "--max-steps", "5", "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", _free_port(),
-                           "-m", "headsurgeon", *common, "--grad-accum", "2", "-o", str(tmp_path / "ddp")],
-                          env=env, capture_output=True, text=True)
+    proc = torchrun_helpers.run(["-m", "headsurgeon", *common, "--grad-accum", "2", "-o", str(tmp_path / "ddp")], env=env, nproc=2)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    proc = subprocess.run([sys.executable, "-m", "headsurgeon", *common, "--grad-accum", "4", "-o", str(tmp_path / "single")],
-                          env=env, capture_output=True, text=True)
+    proc = torchrun_helpers.run(["-m", "headsurgeon", *common, "--grad-accum", "4", "-o", str(tmp_path / "single")], env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ddp = json.loads((tmp_path / "ddp" / "manifest.json").read_text())
     single = json.loads((tmp_path / "single" / "manifest.json").read_text())
@@ -67,10 +54,9 @@ def test_lora_two_processes_match_one_process_with_twice_the_accumulation(text_c
     worker = str(Path(__file__).with_name("lora_worker.py"))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     args = [str(tmp_path / "tiny"), str(plan), str(text_corpus)]
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", _free_port(),
-                           worker, *args, str(tmp_path / "ddp"), "2"], env=env, capture_output=True, text=True, timeout=600)
+    proc = torchrun_helpers.run([worker, *args, str(tmp_path / "ddp"), "2"], env=env, nproc=2)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    proc = subprocess.run([sys.executable, worker, *args, str(tmp_path / "single"), "4"], env=env, capture_output=True, text=True, timeout=600)
+    proc = torchrun_helpers.run([worker, *args, str(tmp_path / "single"), "4"], env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ddp = json.loads((tmp_path / "ddp" / "manifest.json").read_text())
     single = json.loads((tmp_path / "single" / "manifest.json").read_text())
