@@ -1,8 +1,8 @@
 """A run folder you can trust: kills, damage, foreign runs, concurrency, leftovers, Ctrl-C, disk.
 
-The kill tests run ``headsurgeon operate`` in subprocesses and kill them (SIGKILL) at named
-points of the program's own progress (``HEADSURGEON_KILL_AT``, :mod:`headsurgeon.surgery.killpoints`),
-drawn from a fixed seed: which byte was on disk when the process died never depends on how fast
+The kill tests run ``headsurgeon operate`` in processes of their own (forked from the test
+process, ``tests/forked_cli.py``) and kill them (SIGKILL) at named points of the program's own
+progress (``HEADSURGEON_KILL_AT``, :mod:`headsurgeon.surgery.killpoints`), drawn from a fixed seed: which byte was on disk when the process died never depends on how fast
 the machine is. Every interrupted run must end with the very weights and history rows of an
 uninterrupted one.
 """
@@ -13,13 +13,12 @@ import json
 import os
 import pickle
 import random
-import subprocess
-import sys
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from forked_cli import run_cli
 from headsurgeon.errors import HeadsurgeonError
 from headsurgeon.models import wrap_model
 from headsurgeon.models.adapters import HeadRef
@@ -51,7 +50,8 @@ def _final_weights(run) -> dict[str, torch.Tensor]:
 
 @pytest.fixture
 def cli_run(text_corpus, tmp_path):
-    """``run(out, kill_at=None) -> CompletedProcess`` of ``headsurgeon operate`` on a saved tiny model."""
+    """``run(out, kill_at=None) -> CompletedProcess`` of ``headsurgeon operate`` on a saved tiny
+    model, each in a process of its own (forked: see ``tests/forked_cli.py``)."""
     model, tok = tiny_model_and_tokenizer("llama", seed=3)
     model.save_pretrained(tmp_path / "tiny")
     tok.save_pretrained(tmp_path / "tiny")
@@ -59,14 +59,9 @@ def cli_run(text_corpus, tmp_path):
     PLAN.save(plan)
 
     def run(out, kill_at=None):
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        env.pop("HEADSURGEON_KILL_AT", None)
-        if kill_at:
-            env["HEADSURGEON_KILL_AT"] = kill_at
-        cmd = [sys.executable, "-m", "headsurgeon", "operate", str(plan), "-m", str(tmp_path / "tiny"), "--preset", "tiny",
-               "--corpus", str(text_corpus), "--other-corpus", "none", "--max-steps", "8", "--eval-every", "3", "--no-progress",
-               "-o", str(out)]
-        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+        argv = ["operate", str(plan), "-m", str(tmp_path / "tiny"), "--preset", "tiny", "--corpus", str(text_corpus),
+                "--other-corpus", "none", "--max-steps", "8", "--eval-every", "3", "--no-progress", "-o", str(out)]
+        return run_cli(argv, env={"HEADSURGEON_KILL_AT": kill_at})
 
     return run
 
