@@ -176,6 +176,14 @@ CASES: dict[str, tuple[list[str], int, list[str], str, str | None]] = {
     "report-manifest-model-string": (["report", "{m_model_string}", "--fast"], 2, ["'model' is str", "not dict"], EARLY, None),
     "report-manifest-history-text": (["report", "{m_history_text}", "--fast"], 2, ["'history' is str"], EARLY, None),
     "report-manifest-row-no-step": (["report", "{m_row_no_step}", "--fast"], 2, ["no whole-number 'step'"], EARLY, None),
+    "compare-diagnosis-no-per-prompt": (["compare", "{diag_llama}", "{d_no_per_prompt}", "-o", "{tmp}/cmp-d1"], 2, ["has no 'per_prompt'", "re-create it"], EARLY, None),
+    "compare-diagnosis-prompt-row-empty": (["compare", "{d_prompt_row_empty}", "{diag_llama}", "-o", "{tmp}/cmp-d2"], 2, ["prompt 0 has no 'name'"], EARLY, None),
+    "plan-diagnosis-wrong-shape": (["plan", "{d_wrong_shape}", "--top", "2", "-o", "{tmp}/p-d3.json"], 2, ["has 1 layers, the model 2"], EARLY, None),
+    "plan-diagnosis-out-of-range": (["plan", "{d_out_of_range}", "--top", "2", "-o", "{tmp}/p-d4.json"], 2, ["outside [0, 1]"], EARLY, None),
+    "plan-diagnosis-text-values": (["plan", "{d_text_values}", "--top", "2", "-o", "{tmp}/p-d5.json"], 2, ["not a [prompt][layer][head] array"], EARLY, None),
+    "lab-lr-nan": (["lab", "run", "--preset", "tiny", "--set", "lr=nan", "-o", "{tmp}/lab-nan"], 2, ["lr must be a finite number > 0", "--set lr="], EARLY, None),
+    "lab-clip-norm-inf": (["lab", "run", "--preset", "tiny", "--set", "clip_norm=inf", "-o", "{tmp}/lab-inf"], 2, ["clip_norm must be a finite"], EARLY, None),
+    "lab-steps-negative": (["lab", "run", "--preset", "tiny", "--set", "steps=-1", "-o", "{tmp}/lab-neg"], 2, ["steps must be at least 1"], EARLY, None),
     "compare-manifest-status-number": (["compare", "{m_status_number}", "-o", "{tmp}/cmp-status"], 2, ["'status' is int"], EARLY, None),
     "plan-from-a-plan-file": (["plan", "{plan_llama}", "--top", "2", "-o", "{tmp}/p2.json"], 2, ["'plan' document"], EARLY, None),
     "diagnose-max-length-one": (["diagnose", "-m", "{llama}", "--max-length", "1"], 2, ["--max-length"], EARLY, None),
@@ -327,6 +335,16 @@ def inputs(tmp_path_factory, saved_tiny, tiny_factory, opt_saver):
     damaged = {"m_no_config": {k: x for k, x in good.items() if k != "config"}, "m_model_string": {**good, "model": "gpt2"},
                "m_history_text": {**good, "history": "abc"}, "m_row_no_step": {**good, "history": [{"train_ppl": 3.0}]},
                "m_status_number": {**good, "status": 3}}
+    good_diag = json.loads((tmp / "diag-llama.json").read_text())
+    pp = good_diag["per_prompt"]
+    bad_diags = {"d_no_per_prompt": {k: x for k, x in good_diag.items() if k != "per_prompt"},
+                 "d_prompt_row_empty": {**good_diag, "prompts": [{}] + good_diag["prompts"][1:]},
+                 "d_wrong_shape": {**good_diag, "per_prompt": {**pp, "bos_mass": [row[:1] for row in pp["bos_mass"]]}},
+                 "d_out_of_range": {**good_diag, "per_prompt": {**pp, "bos_mass": [[[7.0] * len(r) for r in p] for p in pp["bos_mass"]]}},
+                 "d_text_values": {**good_diag, "per_prompt": {**pp, "entropy": "high"}}}
+    for name, doc in bad_diags.items():
+        (tmp / f"{name}.json").write_text(json.dumps(doc))
+        v[name] = str(tmp / f"{name}.json")
     for name, doc in damaged.items():
         shutil.copytree(tmp / "run", tmp / name)
         (tmp / name / "manifest.json").write_text(json.dumps(doc))
@@ -376,7 +394,7 @@ def _simulate(monkeypatch, how: str | None) -> None:
 
 
 #: Commands with a --progress switch (turned off here: progress bars go to stderr).
-_PROGRESS = {"diagnose", "operate", "report", "study", "extremes", "toy train", "toy compare"}
+_PROGRESS = {"diagnose", "operate", "report", "study", "extremes", "toy train", "toy compare", "lab run"}
 
 
 @pytest.mark.parametrize("case", list(CASES))

@@ -182,6 +182,9 @@ class Diagnosis:
     def from_dict(cls, doc: dict) -> Diagnosis:
         if doc.get("kind") != "diagnosis":
             raise HeadsurgeonError(f"this JSON is a '{doc.get('kind')}' document, not a diagnosis; pass a diagnosis.json")
+        problem = _diagnosis_problem(doc)
+        if problem:
+            raise HeadsurgeonError(f"this diagnosis cannot be read: {problem}; re-create it with `headsurgeon diagnose` (or undo the edit)")
         return cls(
             model=doc["model"],
             settings=doc["settings"],
@@ -201,4 +204,45 @@ class Diagnosis:
 
     @classmethod
     def load(cls, path: str | Path) -> Diagnosis:
-        return cls.from_dict(read_document(path, kind="diagnosis"))
+        doc = read_document(path, kind="diagnosis")
+        try:
+            return cls.from_dict(doc)
+        except HeadsurgeonError as e:
+            raise HeadsurgeonError(f"{path}: {e}") from None
+
+
+def _diagnosis_problem(doc: dict) -> str | None:
+    """What makes ``doc`` unusable as a diagnosis (a key gone, a wrong type, arrays of the wrong
+    shape or out of range), in words; ``None`` when it is sound. Hand-edited files reach here, so
+    every reader gets a sentence instead of a KeyError deep inside a figure."""
+    for key, want in (("model", dict), ("settings", dict), ("prompts", list), ("per_prompt", dict)):
+        if key not in doc:
+            return f"it has no '{key}'"
+        if not isinstance(doc[key], want):
+            return f"its '{key}' is {type(doc[key]).__name__}, not {want.__name__}"
+    model, prompts, per_prompt = doc["model"], doc["prompts"], doc["per_prompt"]
+    if not isinstance(model.get("name"), str):
+        return "its 'model' has no 'name'"
+    if not prompts:
+        return "it lists no prompts"
+    for i, p in enumerate(prompts):
+        if not isinstance(p, dict) or not isinstance(p.get("name"), str):
+            return f"prompt {i} has no 'name'"
+    missing = [m for m in METRICS if m not in per_prompt]
+    if missing:
+        return f"its 'per_prompt' has no '{missing[0]}'"
+    for metric, values in per_prompt.items():
+        try:
+            x = np.asarray(values, dtype=float)
+        except (TypeError, ValueError):
+            return f"per_prompt '{metric}' is not a [prompt][layer][head] array of numbers"
+        if x.ndim != 3 or x.shape[0] != len(prompts):
+            return f"per_prompt '{metric}' has shape {list(x.shape)}, not [{len(prompts)} prompts][layers][heads]"
+        for key, size in (("num_layers", x.shape[1]), ("num_heads", x.shape[2])):
+            if isinstance(model.get(key), int) and model[key] != size:
+                return f"per_prompt '{metric}' has {size} {key[4:]}, the model {model[key]}"
+        if not np.isfinite(x).all():
+            return f"per_prompt '{metric}' holds a value that is not a finite number"
+        if metric != "entropy" and ((x < -1e-6) | (x > 1 + 1e-6)).any():
+            return f"per_prompt '{metric}' holds a value outside [0, 1]"
+    return None

@@ -10,6 +10,7 @@ text in ``metadata["help"]`` (shown by ``headsurgeon lab presets``).
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,10 +68,10 @@ class LabConfig:
         if bad or not self.encodings:
             raise HeadsurgeonError(f"unknown encoding(s) {bad or '(none given)'}; choose from {', '.join(ENCODINGS)}")
         if len(set(self.encodings)) != len(self.encodings) or len(set(self.seeds)) != len(self.seeds) or not self.seeds:
-            raise HeadsurgeonError("encodings and seeds must be non-empty lists without repeats")
+            raise HeadsurgeonError("encodings and seeds must be non-empty lists without repeats; write e.g. --encodings alibi,rope --seeds 0,1")
         for name in ("layers", "heads", "hidden", "steps", "batch_size", "diagnosis_sequences", "eval_sequences", "eval_batch_size", "threads"):
             if getattr(self, name) < 1:
-                raise HeadsurgeonError(f"{name} must be at least 1, not {getattr(self, name)}")
+                raise HeadsurgeonError(f"{name} must be at least 1, not {getattr(self, name)}; write e.g. --set {name}=1")
         if self.hidden % self.heads:
             raise HeadsurgeonError(f"hidden={self.hidden} is not divisible by heads={self.heads}; change one")
         if self.seq_len < 8:
@@ -78,13 +79,17 @@ class LabConfig:
         if self.vocab_size < 260:
             raise HeadsurgeonError(f"vocab_size={self.vocab_size} is below the 256 byte symbols plus specials; use at least 260")
         if not 0 < self.heldout_fraction < 1:
-            raise HeadsurgeonError(f"heldout_fraction must be in (0, 1), not {self.heldout_fraction}")
-        if not (self.lr > 0 and 0 <= self.min_lr_ratio <= 1 and self.weight_decay >= 0 and 0 < self.beta2 < 1 and self.clip_norm >= 0):
-            raise HeadsurgeonError("need lr > 0, 0 <= min_lr_ratio <= 1, weight_decay >= 0, 0 < beta2 < 1 and clip_norm >= 0")
+            raise HeadsurgeonError(f"heldout_fraction must be in (0, 1), not {self.heldout_fraction}; write e.g. --set heldout_fraction=0.1")
+        for name, ok, rule in (("lr", self.lr > 0, "> 0"), ("min_lr_ratio", 0 <= self.min_lr_ratio <= 1, "in [0, 1]"),
+                               ("weight_decay", self.weight_decay >= 0, ">= 0"), ("beta2", 0 < self.beta2 < 1, "in (0, 1)"),
+                               ("clip_norm", self.clip_norm >= 0, ">= 0")):
+            value = getattr(self, name)
+            if not (ok and math.isfinite(value)):  # NaN fails every comparison; inf passes some
+                raise HeadsurgeonError(f"{name} must be a finite number {rule}, not {value}; fix --set {name}=...")
         if not 0 <= self.warmup_steps <= self.steps:
-            raise HeadsurgeonError(f"warmup_steps must be in 0..steps ({self.steps}), not {self.warmup_steps}")
+            raise HeadsurgeonError(f"warmup_steps must be in 0..steps ({self.steps}), not {self.warmup_steps}; lower --set warmup_steps")
         if any(s < 0 for s in self.checkpoints):
-            raise HeadsurgeonError("checkpoint steps must be >= 0")
+            raise HeadsurgeonError("checkpoint steps must be >= 0; fix --set checkpoints")
 
     @property
     def checkpoint_steps(self) -> tuple[int, ...]:
