@@ -1,8 +1,7 @@
 """``headsurgeon diagnose`` as a user runs it: a separate process, real exit codes and stderr.
 
 Every bad input of issue 2 must end in exit code 2 and exactly one stderr line ``error: ...``
-naming the problem, with no traceback. The processes are independent, so they run side by side,
-one per core (each pays ~3 s of torch/transformers import).
+naming the problem, with no traceback. Each case runs in a process of its own (see ``FRESH``).
 """
 
 from __future__ import annotations
@@ -11,9 +10,10 @@ import json
 import os
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+
+from forked_cli import run_cli
 
 BAD_INPUT = {
     # case: (argv after `diagnose` with {placeholders}, expected words in the error line)
@@ -48,12 +48,18 @@ def _inputs(tmp, tiny_factory, opt_saver) -> dict[str, str]:
     }
 
 
+#: Cases run as a user runs them, in a fresh ``python -m headsurgeon.cli.main`` interpreter; the
+#: others run in processes forked from the test process (``tests/forked_cli.py``: own exit code
+#: and stderr, without paying the torch/transformers import once per case).
+FRESH = ("happy",)
+
+
 @pytest.fixture(scope="module")
 def cli_runs(tmp_path_factory, tiny_factory, opt_saver):
-    """Run every case in its own ``python -m headsurgeon.cli.main`` process, concurrently."""
+    """Every case in a process of its own; the ``FRESH`` ones start first and run alongside."""
     tmp = tmp_path_factory.mktemp("cli")
     values = _inputs(tmp, tiny_factory, opt_saver)
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    env = {"PYTHONWARNINGS": "ignore", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
     cases = {}
     for name, (argv, _) in BAD_INPUT.items():
         cases[name] = [a.format(**values) for a in argv] + ["--no-progress"]
@@ -61,18 +67,17 @@ def cli_runs(tmp_path_factory, tiny_factory, opt_saver):
             cases[name] += ["--out", f"{tmp}/out-{name}"]
     cases["happy"] = [a.format(**values) for a in HAPPY]  # with progress bars, as a user runs it
 
-    def start(name: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "headsurgeon.cli.main", "diagnose", *cases[name]], cwd=tmp,
-                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    # as many at a time as there are cores: more only makes them fight over the caches
-    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-        def run(name: str):
-            p = start(name)
-            out, err = p.communicate()  # no timeout: how long it takes depends on the machine
-            return name, (p.returncode, out, err)
-
-        results = dict(pool.map(run, cases))
+    fresh = {name: subprocess.Popen([sys.executable, "-m", "headsurgeon.cli.main", "diagnose", *cases[name]], cwd=tmp,
+                                    env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for name in FRESH}
+    results = {}
+    for name in cases:
+        if name not in FRESH:
+            p = run_cli(["diagnose", *cases[name]], env=env, cwd=tmp)
+            results[name] = (p.returncode, p.stdout, p.stderr)
+    for name, p in fresh.items():
+        out, err = p.communicate()  # no timeout: how long it takes depends on the machine
+        results[name] = (p.returncode, out, err)
     return results, tmp
 
 
