@@ -24,7 +24,9 @@ figure img{max-width:100%;height:auto;display:block}figcaption{font-size:.8em;co
 .cards{display:flex;flex-wrap:wrap;gap:10px;margin:.8em 0}
 .card{background:#fff;border:1px solid #ddd;border-radius:6px;padding:8px 12px;min-width:150px}
 .card b{display:block;font-size:1.25em}.card span{font-size:.8em;color:#555}
-.ok{color:#1a7f37}.bad{color:#c62828}.note{background:#fff8e1;border-left:4px solid #f0b400;padding:6px 10px;margin:6px 0;font-size:.9em}
+.ok{color:#1a7f37}.bad{color:#c62828}.note{border-left:3px solid #b0b7c3;padding:3px 10px;margin:4px 0;font-size:.85em;color:#444}
+#summary{background:#fff;border:1px solid #ddd;border-radius:6px;padding:4px 14px;margin:.8em 0}
+#summary p.verdict{font-size:1.05em}table.headline td:first-child{font-weight:600}
 pre.gen{white-space:pre-wrap;font-size:1em;margin:0;max-width:440px}
 .muted{color:#666;font-size:.85em}
 """

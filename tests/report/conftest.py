@@ -4,7 +4,7 @@ once per session: the report tests and the browser test read them."""
 from __future__ import annotations
 
 import pytest
-from report_helpers import PLAN, tiny_config
+from report_helpers import PLAN, make_other_corpus, tiny_config
 
 from headsurgeon.models import load_model
 from headsurgeon.models.tiny import tiny_model_and_tokenizer
@@ -19,7 +19,7 @@ def tiny_run(tmp_path_factory, text_corpus):
     model.save_pretrained(root / "stock")
     tok.save_pretrained(root / "stock")
     lm = load_model(str(root / "stock"), progress=False)
-    operate(lm, PLAN, out_dir=root / "run", config=tiny_config(text_corpus), progress=False)
+    operate(lm, PLAN, out_dir=root / "run", config=tiny_config(text_corpus, other_corpus=str(make_other_corpus(root))), progress=False)
     return root / "run"
 
 

@@ -8,6 +8,7 @@ first).
 from __future__ import annotations
 
 from headsurgeon.models.adapters import HeadRef
+from headsurgeon.prompts import builtin_prompts
 from headsurgeon.surgery import SurgeryPlan, preset
 
 PLAN = SurgeryPlan(model={}, targets=[HeadRef(0, 1), HeadRef(1, 2)], frozen_in_zone=[HeadRef(1, 3)])
@@ -15,3 +16,13 @@ PLAN = SurgeryPlan(model={}, targets=[HeadRef(0, 1), HeadRef(1, 2)], frozen_in_z
 
 def tiny_config(corpus, **kw):
     return preset("tiny").with_(corpus=str(corpus), max_steps=4, eval_every=2, **kw)
+
+
+def make_other_corpus(root):
+    """A second, different distribution (the prompts' words reversed) for other-distribution perplexity."""
+    other = root / "other"
+    other.mkdir()
+    for i in range(3):
+        for p in builtin_prompts():
+            (other / f"{p.name}-{i}.txt").write_text(" ".join(reversed(p.text.split())))
+    return other

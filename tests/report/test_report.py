@@ -147,3 +147,23 @@ def test_report_of_hand_made_run_shows_known_numbers(tmp_path, monkeypatch):
     rep = build_report(run, options=ReportOptions(generations=False, dormancy=False, ablation=False), progress=False)
     assert rep.data["comparison"] is None and any("no stock diagnosis" in n for n in rep.data["notes"])
     assert "fig-perplexity" in rep.html_path.read_text(encoding="utf-8")
+
+
+def test_summary_reports_bad_changes_as_bad(full_report):
+    """A perplexity that rose is 'worse' with a positive percent; fewer collapsed heads is 'better'."""
+    import copy
+
+    from headsurgeon.report.summary import summarise
+
+    d = copy.deepcopy(full_report.data)
+    best = d["perplexity"]["points"]["best"]
+    best["other"] = d["perplexity"]["points"]["stock"]["other"] * 1.044
+    s = summarise(d)
+    other = next(r for r in s["rows"] if r["key"] == "other")["points"][0]
+    assert other["verdict"] == "worse" and abs(other["change_percent"] - 4.4) < 1e-9
+    assert "other distribution went from" in s["what_happened"] and "+4.4%, worse" in s["what_happened"]
+    d["perplexity"]["sets"] = [x for x in d["perplexity"]["sets"] if x != "other"]
+    s = summarise(d)
+    assert next(r for r in s["rows"] if r["key"] == "other")["missing"]
+    assert "other distribution was not measured" in s["what_happened"]
+    assert "headsurgeon study" in s["what_it_cannot_show"]

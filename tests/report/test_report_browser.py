@@ -99,3 +99,39 @@ def test_chromium_shows_figures_and_tables(full_report, tmp_path):
     saturation = img.max(-1) - img.min(-1)
     assert (saturation > 0.15).mean() > 0.02, "hardly any coloured pixels: the embedded figures did not render"
     assert np.isfinite(img).all()
+
+
+def _text(fragment: str) -> str:
+    class _T(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.parts = []
+
+        def handle_data(self, data):
+            self.parts.append(data)
+
+    t = _T()
+    t.feed(fragment)
+    return " ".join(" ".join(t.parts).split())
+
+
+def test_chromium_top_of_page_answers_did_it_work(full_report, tmp_path):
+    """The first thing on the rendered page: headline figures for both held-out distributions
+    with their changes (absolute and percent), and the sentence on what one run can show."""
+    dom = _chromium(tmp_path, "--dump-dom", full_report.html_path.resolve().as_uri()).stdout.decode("utf-8")
+    start = dom.index('<div id="summary">')
+    assert start < dom.index("<nav>") and start < dom.index("<section")
+    assert 'class="note"' not in dom[:start]  # no note above the answer
+    top = _text(dom[start:dom.index("</div>", start)])
+    s = full_report.data["summary"]
+    rows = {r["key"]: r for r in s["rows"]}
+    for key, label in (("heldout", "held-out perplexity, training distribution"), ("other", "held-out perplexity, other distribution")):
+        r = rows[key]
+        assert r["stock"] is not None and r["points"], f"{key} not measured in the test run"
+        p = r["points"][0]
+        expected = (f"{label} {r['stock']:.3f} {p['value']:.3f} {p['change']:+.3f} ({p['change_percent']:+.1f}%), {p['verdict']}")
+        assert expected in top, f"{expected!r} not on the page: {top[:600]}"
+        assert p["verdict"] in ("better", "worse")
+        assert abs(p["change_percent"] - 100 * (p["value"] - r["stock"]) / r["stock"]) < 1e-9
+    assert "This is one run with one seed and no controls" in top and "headsurgeon study" in top
+    assert s["what_happened"] in top and "target heads are healthy" in top

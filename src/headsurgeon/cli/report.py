@@ -49,6 +49,8 @@ def register(app: typer.Typer) -> None:
         )
         report = build_report(run_dir, out=out, options=opts, progress=progress)
         d = report.data
+        console.print(d["summary"]["what_happened"], highlight=False)
+        console.print(d["summary"]["what_it_cannot_show"], highlight=False)
         for n in d["notes"]:
             console.print(f"[yellow]note:[/yellow] {n}")
         for piece in ("generations", "dormancy", "ablation"):

@@ -33,6 +33,7 @@ from headsurgeon.io import atomic_write_text, check_output_file, envelope
 from headsurgeon.options import check_fields, option
 
 from . import pieces
+from .summary import summarise
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ def _figures(c: Comparison, traj: dict, best_step: int | None) -> dict[str, tupl
 
 def _run_section(run) -> dict:
     m = run.manifest
-    keys = ("status", "fingerprint", "created", "updated", "model", "versions", "config", "corpus", "other_corpus", "plan",
+    keys = ("status", "fingerprint", "created", "updated", "model", "versions", "config", "corpus", "other_corpus", "plan", "stock",
             "outcome", "timing", "invariant", "best", "trainable_parameters", "resumed")
     return {"dir": str(run.run_dir), **{k: m.get(k) for k in keys}}
 
@@ -183,6 +184,7 @@ def build_report(
         data["study"] = {"path": str(opts.study), "status": study.status, "settings": study.settings,
                          "verdicts": [v.to_dict() for v in study.verdicts]}
         study_html = study_html_section(study, heading=False)
+    data["summary"] = summarise(data)
     data["elapsed_seconds"] = time.perf_counter() - start
     report = Report(data, figures, study_html)
     html_path = Path(out) if out else run.run_dir / "report.html"

@@ -17,33 +17,73 @@ def _fig(figs: dict, name: str) -> str:
     return figure(name, *figs[name]) if name in figs else ""
 
 
+def _signed(x, digits: int) -> str:
+    if x is None:
+        return "–"
+    if x == 0:
+        return "0"
+    return f"{x:+,d}" if isinstance(x, int) else f"{x:+.{digits}f}"
+
+
+def _headline_table(s: dict) -> str:
+    """Stock, each repaired checkpoint, and each change (absolute and percent), coloured by direction."""
+    heads = ["", "stock"]
+    for p in s["compared"]:
+        heads += [f"{p['key']} (step {p['step']})", "change"]
+    rows = []
+    for r in s["rows"]:
+        digits = 0 if r["key"] in ("targets_healthy", "collapsed_heads") else 3
+        cells = [esc(r["label"]), num(r["stock"], digits)]
+        if r.get("missing"):
+            cells.append(f"<span class='muted'>{esc(r['missing'])}</span>")
+            cells += [""] * (2 * len(s["compared"]) - 1)
+        for p in r["points"]:
+            cls = {"better": "ok", "worse": "bad"}.get(p["verdict"], "")
+            pct_text = "" if p["change_percent"] is None or p["change"] == 0 else f" ({p['change_percent']:+.1f}%)"
+            word = f", {p['verdict']}" if p["verdict"] else ""
+            cells += [num(p["value"], digits),
+                      f"<span class='{cls}'>{_signed(p['change'], digits)}{pct_text}{word}</span>" if p["change"] is not None else "–"]
+        rows.append(cells)
+    return table(heads, rows, numeric=set(range(1, len(heads))), cls="headline")
+
+
+def _cost_line(s: dict, inv: dict | None) -> str:
+    c = s["cost"]
+    parts = [f"{num(c['steps'])} optimizer steps", f"{num(c['tokens'])} training tokens"]
+    if c["train_seconds"] is not None:
+        parts.append(f"{num(c['train_seconds'], 0)} s of training")
+    if c["trainable_parameters"] is not None:
+        parts.append(f"{num(c['trainable_parameters'])} trainable parameters")
+    if c["outside_zone_heads"]:
+        parts.append(f"{num(c['outside_zone_drifting'])} of {num(c['outside_zone_heads'])} heads outside the surgical zone drifted")
+    if c["iatrogenic"] is not None:
+        parts.append(f"{num(c['iatrogenic'])} heads newly collapsed")
+    held = "held" if inv and inv.get("held") else ("VIOLATED" if inv else "not checked yet")
+    parts.append(f"frozen weights bit-identical: <b class='{'ok' if inv and inv.get('held') else 'bad'}'>{held}</b>")
+    return "<p><b>Cost:</b> " + "; ".join(parts) + ".</p>"
+
+
+def summary_block(d: dict) -> str:
+    """Did it work, on what, at what cost, how sure: the first thing on the page."""
+    s = d["summary"]
+    inv = (d["run"].get("invariant") or {}).get("final")
+    return (f'<div id="summary"><p class="verdict">{esc(s["what_happened"])}</p>' + _headline_table(s) + _cost_line(s, inv)
+            + f'<p class="limits"><b>How sure:</b> {esc(s["what_it_cannot_show"])}</p></div>')
+
+
 def header(d: dict) -> str:
     run, m = d["run"], d["run"].get("model") or {}
     out = run.get("outcome") or {}
-    pts = d["perplexity"]["points"]
-    hist = d["history"]
-    last = hist[-1] if hist else {}
-    n_t = len((d["comparison"] or {}).get("zone", {}).get("targets", [])) or (run.get("plan") or {}).get("n_targets")
-    inv = (run.get("invariant") or {}).get("final")
-    cards = [
-        card(f"{num(last.get('targets_healthy'))}/{num(n_t)}", f"targets healthy at step {last.get('step', '–')}"),
-        card(esc(", ".join(out.get("recollapsed_targets") or []) or "none") if out else "–", "targets re-collapsed during the run"),
-        card("held" if inv and inv.get("held") else ("VIOLATED" if inv else "not checked yet"),
-             "invariant: frozen parts bit-identical", "ok" if inv and inv.get("held") else "bad"),
-    ]
-    for key, label in (("stock", "stock"), ("after re-initialisation", "after re-init"), ("best", "best"), ("final", "final"), ("latest", "latest")):
-        if key in pts and pts[key].get("heldout") is not None:
-            step = f" (step {pts[key]['step']})" if "step" in pts[key] else ""
-            cards.append(card(num(pts[key]["heldout"], 3), f"held-out ppl, {label}{step}"))
     timing = run.get("timing") or {}
+    cards = [card(esc(", ".join(out.get("recollapsed_targets") or []) or "none") if out else "–", "targets re-collapsed during the run")]
     if timing:
-        cards.append(card(num(timing.get("tokens_per_second"), 1), f"tokens/s ({num(timing.get('train_seconds'), 0)} s training)"))
-    notes = "".join(note(n) for n in d["notes"])
+        cards.append(card(num(timing.get("tokens_per_second"), 1), "training tokens per second"))
+    notes = ("<h3>Notes on this run</h3>" + "".join(note(n) for n in d["notes"])) if d["notes"] else ""
     return (f"<h1>Surgery report: {esc(m.get('name'))}</h1>"
             f'<div class="muted">{esc(m.get("family"))}, {num(m.get("num_layers"))} layers x {num(m.get("num_heads"))} heads '
             f'({num(m.get("num_kv_heads"))} KV heads) · run {esc(run["dir"])} · status <b>{esc(run.get("status"))}</b> · '
             f'report made {esc(d["created"])} by headsurgeon {esc(d["package_version"])}</div>'
-            f'<div class="cards">{"".join(cards)}</div>{notes}')
+            + summary_block(d) + f'<div class="cards">{"".join(cards)}</div>{notes}')
 
 
 def plan_section(d: dict) -> str:
