@@ -27,16 +27,33 @@ def evaluate_state(
     plan: SurgeryPlan,
     *,
     batch_size: int,
+    progress: bool = False,
+    label: str = "",
 ) -> tuple[dict, Diagnosis | None]:
-    """``({train_ppl, heldout_ppl, other_ppl, targets_healthy, ...}, diagnosis)``."""
+    """``({train_ppl, heldout_ppl, other_ppl, targets_healthy, ...}, diagnosis)``.
+
+    ``progress`` shows one bar over the phases (each perplexity set, the diagnosis) with each
+    phase's own bar below it: on a real model an evaluation takes tens of seconds on a CPU,
+    which must not look like a hang.
+    """
+    from tqdm.auto import tqdm
+
     start = time.perf_counter()
     row: dict = {}
+    phases = [n for n, seqs in eval_sets.items() if seqs is not None and len(seqs)] + (["diagnosis"] if encoded_prompts else [])
+    bar = tqdm(total=len(phases), desc=f"evaluating {label}".strip(), unit="part", leave=False, disable=not progress)
     for name, seqs in eval_sets.items():
         if seqs is not None and len(seqs):
-            row[f"{name}_ppl"] = round(perplexity(loaded.model, seqs, batch_size=batch_size).ppl, 4)
+            bar.set_postfix_str(f"{name} perplexity")
+            row[f"{name}_ppl"] = round(perplexity(loaded.model, seqs, batch_size=batch_size, progress=progress).ppl, 4)
+            bar.update(1)
     diag = None
     if encoded_prompts:
-        diag = diagnose_encoded(loaded, encoded_prompts, batch_size=4, progress=False)
+        bar.set_postfix_str("diagnosis")
+        diag = diagnose_encoded(loaded, encoded_prompts, batch_size=4, progress=progress)
+        bar.update(1)
+    bar.close()
+    if diag is not None:
         row.update(diagnosis_fields(diag, plan))
     row["eval_seconds"] = time.perf_counter() - start
     return row, diag

@@ -48,11 +48,13 @@ from headsurgeon.models import LoadedModel
 from .checkpoint import generations, load_training_state, save_training_state, tell
 from .config import SurgeryConfig, is_better
 from .data import RunData, run_data
+from .estimate import run_shape
 from .folder import RunFolder
 from .invariant import weights_digest
 from .killpoints import kill_point
 from .manifest import RunManifest, check_same_run, fingerprint, load_manifest, save_manifest
 from .monitor import diagnosis_fields, evaluate_state
+from .narrate import Narrator
 from .plan import SurgeryPlan
 from .train import LoopState, NonFiniteLoss, make_accelerator, make_scheduler, steps_per_epoch, train_loop
 
@@ -284,12 +286,18 @@ def _train(trainable: Trainable, folder: RunFolder, data: RunData, accelerator, 
         if main:
             save_manifest(folder, manifest)
 
+    tell_user = Narrator(progress and main)
+    tell_user.shape(run_shape(cfg, len(train), accelerator.num_processes, total_steps=end))
+
     def evaluate(tag: str) -> dict:
-        row, diag = evaluate_state(loaded, data.eval_sets, data.prompts, plan, batch_size=cfg.eval_batch_size)
+        label = f"step {int(tag[5:])}" if tag.startswith("step-") else tag
+        row, diag = evaluate_state(loaded, data.eval_sets, data.prompts, plan, batch_size=cfg.eval_batch_size,
+                                   progress=progress and main, label=label)
         if diag is not None:
             row["diagnosis"] = folder.diagnosis_rel(tag)
             if main:
                 diag.save(folder.diagnosis(tag))
+        tell_user.evaluated(label, row, len(plan.targets))
         return row
 
     if existing is None:
@@ -360,11 +368,18 @@ def _train(trainable: Trainable, folder: RunFolder, data: RunData, accelerator, 
         manifest.history = [{"step": 0, "epoch": 0.0, "tokens": 0, "lr": 0.0, **trainable.start_row(evaluate, manifest)}]
         maybe_best(manifest.history[0])
         checkpoint(0)
+    tell_user.training(len(plan.targets), trainable.num_parameters(), state.step)
+    session_start_step, session_train_seconds = state.step, state.train_seconds
+    # The time of one evaluation, for the estimate (a reused stock row took 0 s here: use the step-0 row's).
+    eval_seconds = next((r["eval_seconds"] for r in (manifest.stock or {}, *manifest.history) if r.get("eval_seconds")), None)
 
     def on_step(st: LoopState, epoch_end: bool) -> None:
         kill_point("step")
         if stop_after_step is not None and st.step > stop_after_step:
             raise KeyboardInterrupt(f"simulated kill after step {stop_after_step}")
+        if st.step == session_start_step + 1 and end > st.step:
+            tell_user.remaining(step=st.step, step_seconds=st.train_seconds - session_train_seconds, end=end, per_epoch=per_epoch,
+                                eval_every=cfg.eval_every, eval_seconds=eval_seconds, early_stopping=early)
         if not (st.step % cfg.eval_every == 0 or epoch_end or st.step == end):
             return False
         row = {"step": st.step, "epoch": round(st.step / per_epoch, 3), "tokens": st.tokens, "train_loss": round(st.recent_loss, 4),
@@ -394,6 +409,7 @@ def _train(trainable: Trainable, folder: RunFolder, data: RunData, accelerator, 
                                "lower --lr or use --precision fp32") from None
     finally:
         loaded.model.eval()
+    tell_user.say("saving the final model and checking that every frozen weight is bit-identical")
     if main:
         best_is_last = manifest.best is not None and manifest.best["step"] == state.step
         trainable.save(folder, "final", manifest, same_as="best" if best_is_last else None)
