@@ -151,8 +151,29 @@ def test_columns_and_sick_band():
     cols = d.columns()
     assert cols["collapsed_layers"] == [0, 0, 2, 3]
     assert cols["mean_bos_mass"] == pytest.approx(BOS.mean(0).tolist(), abs=1e-6)  # rounded for JSON
-    assert cols["sick_band"] == [2, 3]  # collapsed in >= 1/3 of layers
+    assert cols["sick_band"] == [2, 3]  # collapsed in >= 1/2 of layers and >= 2x as often as the other indices
     assert d.columns(band_fraction=1.0)["sick_band"] == [3]
+    assert "at least 0.5 of the layers" in cols["band_rule"]
+
+
+def test_evenly_spread_collapse_is_no_band():
+    """Every head index collapsed in about half the layers (like SmolLM2): no index stands out."""
+    bos = np.array([[0.9, 0.1, 0.9, 0.1], [0.1, 0.9, 0.1, 0.9], [0.9, 0.9, 0.9, 0.9], [0.1, 0.1, 0.1, 0.1]])
+    cols = make_diagnosis(bos).columns()
+    assert cols["collapsed_layers"] == [2, 2, 2, 2] and cols["sick_band"] == []
+
+
+def test_most_collapsed_and_short_prompt_notes():
+    d = make_diagnosis(BOS)
+    top = d.most_collapsed(2)
+    assert [h for h, _ in top] == sorted(d.collapsed(), key=lambda r: -d.bos_mass[r.layer, r.head])[:2]
+    assert top[0][1] == pytest.approx(d.bos_mass.max())
+    for p in d.prompts:
+        p["tokens"] = 12
+    assert any("shorter than 64 tokens" in n for n in d.notes())
+    for p in d.prompts:
+        p["tokens"] = 300
+    assert d.notes() == []
 
 
 def test_single_prompt_has_zero_spread():

@@ -5,7 +5,8 @@ Public API (each call returns a plain object that also round-trips through versi
 * :func:`load_model` / :func:`wrap_model` — a hub id, local folder, ``.gguf`` file, the built-in
   default model (``None``), or a model already in memory;
 * :func:`diagnose` — per-head BOS mass / entropy / local mass and classes;
-* :func:`make_plan`, :func:`operate` — choose target heads, re-initialise and retrain them;
+* :func:`make_plan`, :func:`preset`, :func:`operate` — choose target heads, pick a training
+  configuration, re-initialise and retrain them;
 * :func:`compare`, :func:`build_report` — what changed, as tables, figures and one HTML file;
 * :func:`run_study` — surgery against its controls, over seeds;
 * :func:`run_extremes` — attention sinks, value drains, residual peaks, active-dormant heads;
@@ -32,6 +33,7 @@ _LAZY = {
     "SurgeryPlan": "headsurgeon.surgery",
     "SurgeryConfig": "headsurgeon.surgery",
     "make_plan": "headsurgeon.surgery",
+    "preset": "headsurgeon.surgery",
     "operate": "headsurgeon.surgery",
     "compare": "headsurgeon.evaluation",
     "build_report": "headsurgeon.report",

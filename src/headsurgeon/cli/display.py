@@ -16,12 +16,19 @@ def print_diagnosis(diag) -> None:
     s = diag.summary()
     m = diag.model
     firsts = Counter(p["first_token"] for p in diag.prompts)
+    shown = firsts.most_common(4)
+    rest = len(diag.prompts) - sum(n for _, n in shown)
     q0 = "included" if diag.settings["include_first_query"] else "excluded"
+    lengths = [p["tokens"] for p in diag.prompts]
     console.print(
         f"[bold]{m['name']}[/bold] ({m['family']}, {m['num_layers']} layers x {m['num_heads']} heads, "
-        f"{m['num_kv_heads']} KV heads) over {len(diag.prompts)} prompts; query 0 {q0}; "
-        f"--bos {diag.settings['bos']}, first tokens: " + ", ".join(f"{t!r} x{n}" for t, n in firsts.most_common(4))
+        f"{m['num_kv_heads']} KV heads) over {len(diag.prompts)} prompts of {min(lengths)}-{max(lengths)} tokens; query 0 {q0}; "
+        f"--bos {diag.settings['bos']}; first token of the {len(diag.prompts)} prompts: "
+        + ", ".join(f"{t!r} x{n}" for t, n in shown) + (f", {rest} other prompts" if rest else ""),
+        highlight=False,
     )
+    for n in diag.notes():
+        console.print(f"[yellow]warning:[/yellow] {n}")
     t = Table(title="Head classes", show_lines=False)
     t.add_column("sink threshold")
     for c in LABELS.values():
@@ -35,11 +42,18 @@ def print_diagnosis(diag) -> None:
         t.add_row(f"> {thr:.2f}{marker}" if round(thr, 2) == thr else f"> {thr:g}{marker}", *[str(rows[thr][k]) for k in LABELS])
     console.print(t)
     cols = diag.columns()
+    band = cols["sick_band"]
     console.print(
-        f"collapsed: {s['collapsed_percent']}% of {s['heads']} heads · per head index (layers collapsed): "
-        + " ".join(f"H{h}:{n}" for h, n in enumerate(cols["collapsed_layers"]))
-        + f" · sick band: {cols['sick_band']}"
+        f"collapsed: {s['collapsed_percent']}% of {s['heads']} heads · per head index (layers collapsed of {m['num_layers']}): "
+        + " ".join(f"H{h}:{n}" for h, n in enumerate(cols["collapsed_layers"])),
+        highlight=False,
     )
+    console.print((f"sick band: H{band[0]}-H{band[-1]}" if band == list(range(band[0], band[-1] + 1)) and len(band) > 1
+                   else f"sick band: {', '.join(f'H{h}' for h in band)}") if band else "no sick band",
+                  f"({cols['band_rule']})", highlight=False)
+    top = diag.most_collapsed(5)
+    if top:
+        console.print(f"most collapsed heads (BOS mass): " + ", ".join(f"{h} {b:.3f}" for h, b in top), highlight=False)
     console.print(f"spread across prompts (std of BOS mass): mean {s['mean_prompt_spread']:.3f}, max {s['max_prompt_spread']:.3f}")
     if diag.alibi:
         console.print(f"ALiBi: {diag.alibi['reading']}")

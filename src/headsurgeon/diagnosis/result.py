@@ -23,8 +23,11 @@ from headsurgeon.errors import HeadsurgeonError
 from headsurgeon.io import atomic_write_text, envelope, now_iso, read_document
 from headsurgeon.models.adapters import HeadRef
 
-from .classes import COLLAPSED, SWEEP, Thresholds, classify, count
+from .classes import COLLAPSED, LABELS, SWEEP, Thresholds, classify, count
 from .metrics import METRICS, SINK_METRIC
+
+#: Prompts shorter than this (tokens) get a warning: BOS mass depends on length.
+SHORT_PROMPT = 64
 
 
 @dataclass
@@ -48,11 +51,21 @@ class Diagnosis:
         """The per-head metrics this diagnosis holds (``sink_mass`` only for learned-sink families)."""
         return METRICS + ((SINK_METRIC,) if SINK_METRIC in self.per_prompt else ())
 
+    def __repr__(self) -> str:
+        """One line (the arrays would flood a notebook cell): model, shape, prompts and class counts."""
+        L, H = self.shape
+        counts = ", ".join(f"{k}={v}" for k, v in self.counts().items())
+        return f"Diagnosis({self.model.get('name')!r}, {L} layers x {H} heads, {len(self.prompts)} prompts, {counts})"
+
     # ----- derived views ----------------------------------------------------------------
     def mean(self, metric: str) -> np.ndarray:
+        """``[layers, heads]`` mean over prompts of ``metric``: ``"bos_mass"``, ``"entropy"`` (nats) or ``"local_mass"``."""
+        if metric not in self.per_prompt:
+            raise HeadsurgeonError(f"unknown metric '{metric}'; choose from {', '.join(self.per_prompt)}")
         return self.per_prompt[metric].mean(0)
 
     def std(self, metric: str) -> np.ndarray:
+        """``[layers, heads]`` spread over prompts (sample std, ddof=1; zeros for a single prompt)."""
         x = self.per_prompt[metric]
         return x.std(0, ddof=1) if x.shape[0] > 1 else np.zeros(x.shape[1:])
 
@@ -90,23 +103,45 @@ class Diagnosis:
         return out
 
     def heads(self, *classes: str) -> list[HeadRef]:
+        """Heads of the given classes (``"healthy"``, ``"low_entropy"``, ``"bos_sink"``, ``"dead"``),
+        in layer then head order; with no class, every head of the model."""
         cls = self.classes
+        if not classes:
+            L, H = self.shape
+            return [HeadRef(l, h) for l in range(L) for h in range(H)]
+        unknown = sorted(set(classes) - set(LABELS))
+        if unknown:
+            raise HeadsurgeonError(f"unknown class {', '.join(unknown)}; choose from {', '.join(LABELS)}")
         return [HeadRef(int(l), int(h)) for l, h in zip(*np.nonzero(np.isin(cls, classes)))]
 
     def collapsed(self) -> list[HeadRef]:
+        """Heads that are BOS-sink or DEAD under this diagnosis's thresholds, in layer then head order."""
         return self.heads(*COLLAPSED)
 
-    def columns(self, band_fraction: float = 1 / 3) -> dict:
-        """Per head index: how many layers it is collapsed in and its mean BOS mass. The
-        "sick band" is the head indices collapsed in at least ``band_fraction`` of layers."""
+    def columns(self, band_fraction: float = 0.5, band_ratio: float = 2.0) -> dict:
+        """Per head index: how many layers it is collapsed in and its mean BOS mass, and the
+        "sick band" by a stated rule (``band_rule``): head index ``h`` belongs to the band when
+        it is collapsed in at least ``band_fraction`` of the layers *and* at least ``band_ratio``
+        times as often as the other head indices on average. The second condition keeps a model
+        whose collapse is spread evenly over its head indices (SmolLM2-135M: 8-14 of 30 layers
+        for every index) from being said to have a band; BLOOM's H9-H15 pass both."""
         collapsed = np.isin(self.classes, COLLAPSED)
         per_index = collapsed.sum(0)
-        L = collapsed.shape[0]
+        L, H = collapsed.shape
+        rate = per_index / L
+        band = []
+        for h in range(H):
+            others = (rate.sum() - rate[h]) / (H - 1) if H > 1 else 0.0
+            if rate[h] >= band_fraction and rate[h] >= band_ratio * others:
+                band.append(h)
         return {
             "collapsed_layers": per_index.astype(int).tolist(),
             "mean_bos_mass": self.bos_mass.mean(0).round(6).tolist(),
             "band_fraction": band_fraction,
-            "sick_band": [int(h) for h in np.nonzero(per_index >= band_fraction * L)[0]],
+            "band_ratio": band_ratio,
+            "band_rule": (f"a head index is in the sick band when it is collapsed in at least {band_fraction:g} of the layers "
+                          f"and at least {band_ratio:g} times as often as the other head indices on average"),
+            "sick_band": band,
         }
 
     def by_layer_type(self) -> dict | None:
@@ -130,6 +165,27 @@ class Diagnosis:
                 "collapsed_heads": int(collapsed[idx].sum()),
                 "bos_rows": int(sum(self.layers["bos_rows"][i] for i in idx)),
             }
+        return out
+
+    def most_collapsed(self, n: int = 5) -> list[tuple[HeadRef, float]]:
+        """The ``n`` collapsed heads with the highest BOS mass, highest first (fewer if fewer collapsed)."""
+        bos = self.bos_mass
+        heads = sorted(self.collapsed(), key=lambda r: -bos[r.layer, r.head])[:n]
+        return [(r, float(bos[r.layer, r.head])) for r in heads]
+
+    def notes(self, short_prompt: int = SHORT_PROMPT) -> list[str]:
+        """Warnings a reader of the counts needs: BOS mass depends on prompt length (on a short
+        prompt every query is close to position 0, so attention there is large even for a
+        healthy head), and a single prompt gives no spread."""
+        out = []
+        lengths = [int(p["tokens"]) for p in self.prompts]
+        short = [n for n in lengths if n < short_prompt]
+        if short:
+            out.append(f"{len(short)} of {len(lengths)} prompts are shorter than {short_prompt} tokens (shortest {min(lengths)}): "
+                       "BOS mass depends on prompt length (a query near the start has few other tokens to attend to), so short "
+                       "prompts overstate collapse; use prompts of a few hundred tokens")
+        if len(lengths) == 1:
+            out.append("one prompt only: the spread across prompts cannot be measured")
         return out
 
     def summary(self) -> dict:
@@ -204,6 +260,13 @@ class Diagnosis:
 
     @classmethod
     def load(cls, path: str | Path) -> Diagnosis:
+        """Read a ``diagnosis.json`` written by :meth:`save` or ``headsurgeon diagnose``.
+
+        Values are stored rounded to 6 decimals, so a loaded diagnosis equals the saved one to
+        within 5e-7 per value (classes, counts and the sweep are recomputed from those values and
+        agree unless a head sits within 5e-7 of a threshold). A foreign or newer-major-version
+        file, or a hand-edited one that lost a key or holds values out of range, is a one-line
+        :class:`HeadsurgeonError`."""
         doc = read_document(path, kind="diagnosis")
         try:
             return cls.from_dict(doc)

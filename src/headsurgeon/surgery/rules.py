@@ -62,7 +62,21 @@ def make_plan(
     skip_healthy_in_band: bool = True,
     gqa_mode: str = "query",
 ) -> SurgeryPlan:
-    """Select target heads from ``diagnosis``; see the module docstring for the rules."""
+    """Select target heads from ``diagnosis`` by the rules given; returns a :class:`SurgeryPlan`.
+
+    ``classes`` (e.g. ``["bos_sink", "dead"]``) selects heads of those classes; ``top=N`` the N
+    heads with the highest BOS mass; ``heads`` explicit :class:`HeadRef` s; ``extra_columns``
+    whole head-index columns, healthy heads included (extended surgery). ``layers`` and ``band``
+    (inclusive ``(lo, hi)`` ranges of layers and head indices) restrict every rule; ``band``
+    alone selects the band's collapsed heads and, with ``skip_healthy_in_band``, keeps its
+    healthy ones frozen (``plan.frozen_in_zone``), as in the paper's first pass. ``gqa_mode``:
+    ``"query"`` re-initialises only the query head of a grouped-query model (its shared K/V stay
+    frozen), ``"group"`` the whole KV group. Rules combine as a union; every target carries its
+    reason (``plan.reasons``) and ``plan.rules`` states the rules in words. Raises
+    :class:`HeadsurgeonError` when the rules select nothing or a range is out of bounds.
+
+    >>> plan = make_plan(diagnosis, classes=["bos_sink", "dead"], layers=(5, 22))
+    """
     L, H = diagnosis.shape
     bos, cls = diagnosis.bos_mass, diagnosis.classes
     lo_l, hi_l = layers or (0, L - 1)
