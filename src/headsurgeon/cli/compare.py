@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from .common import emit_json, json_option, quiet_for_json
 from .display import console
 
 
@@ -76,12 +77,17 @@ def register(app: typer.Typer) -> None:
         drift_threshold: float = typer.Option(0.05, help="A head drifts when |delta BOS mass| is above this."),
         label: Optional[list[str]] = typer.Option(None, "--label", help="Name for each diagnosis, in order (repeat the option)."),
         allow_different_models: bool = typer.Option(False, "--allow-different-models", help="Compare diagnoses of models of different families or shapes anyway."),
+        as_json: bool = json_option(),
     ) -> None:
         """Per-head BOS-mass change by zone, recoveries, iatrogenic collapses and column drift; writes JSON and figures."""
         from headsurgeon.evaluation import compare
         from headsurgeon.evaluation.outputs import write_comparison
 
+        quiet_for_json(as_json)
         c = compare(inputs, zone=zone, drift_threshold=drift_threshold, labels=label or None, allow_different_models=allow_different_models)
-        print_comparison(c)
         paths = write_comparison(c, out)
+        if as_json:
+            emit_json(c.to_dict())
+            return
+        print_comparison(c)
         typer.echo("wrote " + ", ".join(str(p) for p in paths))

@@ -15,6 +15,7 @@ from .bigmodel_options import (
     STREAM,
     big_model_kwargs,
 )
+from .common import emit_json, json_option, quiet_for_json, set_threads, threads_option
 from .display import print_diagnosis
 from .model_options import device_option, dtype_option
 
@@ -37,6 +38,8 @@ def register(app: typer.Typer) -> None:
         device_map: Optional[str] = DEVICE_MAP,
         max_memory: Optional[str] = MAX_MEMORY,
         offload_folder: Optional[Path] = OFFLOAD_FOLDER,
+        threads: Optional[int] = threads_option(),
+        as_json: bool = json_option(),
         progress: bool = typer.Option(True, help="Show a progress bar."),
         device: str = device_option(),
         dtype: str = dtype_option(),
@@ -44,6 +47,8 @@ def register(app: typer.Typer) -> None:
         """Measure BOS mass, entropy and local mass of every head; print class counts; write JSON and figures."""
         from headsurgeon.diagnosis import Thresholds, diagnose
 
+        set_threads(threads)
+        quiet_for_json(as_json)
         thresholds = Thresholds(sink=sink_threshold, dead=dead_threshold, low_entropy=low_entropy_threshold)
         diag = diagnose(
             model, prompt_file=prompts, thresholds=thresholds, include_first_query=include_first_query,
@@ -51,5 +56,8 @@ def register(app: typer.Typer) -> None:
             device=device, dtype=dtype,
             **big_model_kwargs(stream, activation_budget, device_map, max_memory, offload_folder),
         )
+        if as_json:
+            emit_json(diag.to_dict())
+            return
         print_diagnosis(diag)
         typer.echo(f"wrote {out / 'diagnosis.json'}, {out / 'heatmap.png'}, {out / 'histogram.png'}")

@@ -10,6 +10,7 @@ import typer
 
 from .bigmodel_options import ACTIVATION_BUDGET, DEVICE_MAP, MAX_MEMORY, OFFLOAD_FOLDER, STREAM, big_model_kwargs
 from .model_options import device_option, dtype_option
+from .common import emit_json, json_option, quiet_for_json, set_threads, threads_option
 
 
 def register(app: typer.Typer) -> None:
@@ -22,7 +23,8 @@ def register(app: typer.Typer) -> None:
         local_text: int = typer.Option(4, "--local-text", help="Extra chunks of locally installed text (fortunes, Python docs, Python stdlib) for prose/technical/code; 0 = off."),
         head: list[str] = typer.Option([], "--head", help="Head to intervene on, e.g. L15H3 (repeatable; default: picked from the dormancy classes)."),
         out: Path = typer.Option(Path("out/extremes"), "--out", "-o", help="Output folder for extremes.json and the figures."),
-        sink_threshold: float = typer.Option(0.3, help="A key position is a sink of a head when the mean attention it receives exceeds this."),
+        key_sink_threshold: float = typer.Option(0.3, "--key-sink-threshold", help="A key position is a sink of a head when the mean attention it receives exceeds this (not diagnose's --sink-threshold, which is a BOS-mass class boundary)."),
+        old_sink_threshold: Optional[float] = typer.Option(None, "--sink-threshold", hidden=True, help="Deprecated spelling of --key-sink-threshold."),
         sink_head_fraction: float = typer.Option(0.1, help="A position is a sink token of the prompt when at least this fraction of all heads sink on it."),
         dormant_threshold: float = typer.Option(0.5, help="A head is dormant on a domain when its metric (mean over the domain) exceeds this."),
         dormancy_metric: str = typer.Option("bos_mass", help="bos_mass (attention on position 0) or sink_share (attention on the prompt's sink tokens)."),
@@ -38,6 +40,8 @@ def register(app: typer.Typer) -> None:
         device_map: Optional[str] = DEVICE_MAP,
         max_memory: Optional[str] = MAX_MEMORY,
         offload_folder: Optional[Path] = OFFLOAD_FOLDER,
+        threads: Optional[int] = threads_option(),
+        as_json: bool = json_option(),
         progress: bool = typer.Option(True, help="Show progress bars."),
         device: str = device_option(),
         dtype: str = dtype_option(),
@@ -49,8 +53,14 @@ def register(app: typer.Typer) -> None:
         from headsurgeon.extremes.domains import parse_domain_option
         from headsurgeon.surgery.rules import parse_head
 
+        set_threads(threads)
+        quiet_for_json(as_json)
+        if old_sink_threshold is not None:
+            typer.echo("warning: extremes --sink-threshold is deprecated (diagnose uses that name for BOS mass); "
+                       "use --key-sink-threshold", err=True)
+            key_sink_threshold = old_sink_threshold
         settings = ExtremesSettings(
-            sink_threshold=sink_threshold, sink_head_fraction=sink_head_fraction, dormant_threshold=dormant_threshold,
+            sink_threshold=key_sink_threshold, sink_head_fraction=sink_head_fraction, dormant_threshold=dormant_threshold,
             dormancy_metric=dormancy_metric, margin=margin, intervention_domain_dependent=intervention_heads,
             intervention_controls=controls, intervention_prompts=intervention_prompts,
         )
@@ -61,5 +71,8 @@ def register(app: typer.Typer) -> None:
             device=device, dtype=dtype,
             **big_model_kwargs(stream, activation_budget, device_map, max_memory, offload_folder),
         )
+        if as_json:
+            emit_json(res.to_dict())
+            return
         print_extremes(res)
         typer.echo(f"wrote {out / 'extremes.json'} and figures in {out}")

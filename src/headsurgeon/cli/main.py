@@ -18,11 +18,21 @@ app = typer.Typer(
 )
 
 #: Subcommand modules; each exposes ``register(app)``.
-SUBCOMMANDS = ("diagnose", "plan", "operate", "compare", "report", "study", "extremes", "toy", "lab")
+SUBCOMMANDS = ("diagnose", "plan", "operate", "compare", "report", "study", "extremes", "toy", "lab", "runs")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from headsurgeon._version import SCHEMA_VERSION, __version__
+
+        typer.echo(f"headsurgeon {__version__} (JSON schema {SCHEMA_VERSION})")
+        raise typer.Exit()
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
     """Find, explain, repair and measure collapsed attention heads (attention sinks)."""
 
 

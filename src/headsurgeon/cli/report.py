@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from .common import emit_json, json_option, quiet_for_json, set_threads, threads_option
 from .display import console
 from .model_options import device_option, dtype_option
 
@@ -16,13 +17,14 @@ def register(app: typer.Typer) -> None:
     @app.command("report")
     def report_cmd(
         run_dir: Path = typer.Argument(..., help="Run folder written by `headsurgeon operate` (finished or still running)."),
-        out: Optional[Path] = typer.Option(None, "--out", "-o", help="HTML file to write (default RUN_DIR/report.html); report.json goes beside it."),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder to write report.html and report.json in (default RUN_DIR), or an .html file (its .json goes beside it)."),
         generations: bool = typer.Option(True, help="Sample side-by-side generations from stock, best and final."),
         dormancy: bool = typer.Option(True, help="Measure MLP dormancy per layer of each checkpoint."),
         ablation: bool = typer.Option(True, help="Ablate target, collapsed and healthy heads before and after repair."),
         fast: bool = typer.Option(False, "--fast", help="Skip everything that loads a model (generations, dormancy, ablation)."),
         stock_model: Optional[str] = typer.Option(None, help="Stock model folder (default: the model the run was made from)."),
-        prompts: Optional[Path] = typer.Option(None, help="Generation prompts: blank-line separated text or JSONL with 'text'."),
+        generation_prompts: Optional[Path] = typer.Option(None, "--generation-prompts", help="Prompts to generate from: blank-line separated text or JSONL with 'text' (default: built-in set)."),
+        old_prompts: Optional[Path] = typer.Option(None, "--prompts", hidden=True, help="Deprecated spelling of --generation-prompts."),
         seed: int = typer.Option(0, help="Sampling seed (the same for every checkpoint)."),
         temperature: float = typer.Option(0.7, help="Sampling temperature."),
         top_p: float = typer.Option(0.92, help="Nucleus sampling threshold."),
@@ -32,6 +34,8 @@ def register(app: typer.Typer) -> None:
         drift_threshold: float = typer.Option(0.05, help="A head drifts when |delta BOS mass| is above this."),
         reuse: bool = typer.Option(True, help="Reuse generations / dormancy / ablation cached in RUN_DIR/evaluation when settings match."),
         study: Optional[Path] = typer.Option(None, "--study", help="Add the verdicts and figures of a `headsurgeon study` folder as a section."),
+        threads: Optional[int] = threads_option(),
+        as_json: bool = json_option(),
         progress: bool = typer.Option(True, help="Show progress bars."),
         device: str = device_option(),
         dtype: str = dtype_option(),
@@ -40,6 +44,13 @@ def register(app: typer.Typer) -> None:
         from headsurgeon.prompts import read_prompt_file
         from headsurgeon.report import ReportOptions, build_report
 
+        set_threads(threads)
+        quiet_for_json(as_json)
+        prompts = generation_prompts or old_prompts
+        if old_prompts is not None:
+            typer.echo("warning: --prompts is deprecated here (it reads like diagnose --prompts); use --generation-prompts", err=True)
+        if out is not None and out.suffix.lower() not in (".html", ".htm"):
+            out = out / "report.html"
         opts = ReportOptions(
             generations=generations and not fast, dormancy=dormancy and not fast, ablation=ablation and not fast,
             stock_model=stock_model, generation_prompts=tuple(p.text for p in read_prompt_file(prompts)) if prompts else None,
@@ -49,6 +60,9 @@ def register(app: typer.Typer) -> None:
         )
         report = build_report(run_dir, out=out, options=opts, progress=progress)
         d = report.data
+        if as_json:
+            emit_json(d)
+            return
         console.print(d["summary"]["what_happened"], highlight=False)
         console.print(d["summary"]["what_it_cannot_show"], highlight=False)
         for n in d["notes"]:

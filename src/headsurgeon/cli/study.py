@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from .common import emit_json, json_option, quiet_for_json, threads_option
 from .display import console
 
 
@@ -30,7 +31,8 @@ def register(app: typer.Typer) -> None:
     def study_cmd(
         model: Optional[str] = typer.Option(None, "--model", "-m", help="Model (default: built-in SmolLM2-135M)."),
         out: Path = typer.Option(Path("out/study"), "--out", "-o", help="Study folder (re-running the same command resumes; finished runs are reused)."),
-        preset: str = typer.Option("smollm2", help="Budget preset: smollm2 (48 steps, ~45 min on 2 idle CPU cores), smollm2-converged (early stopping, many hours; resumable) or tiny (seconds, tiny models)."),
+        preset: str = typer.Option("smollm2", help="Budget preset: smollm2 (SmolLM2-135M, 48 steps, ~45 min on 2 idle CPU cores), smollm2-converged (early stopping, many hours; resumable) or tiny "
+                                                   "(a tiny random Llama unless --model is given: tries the pipeline, measures nothing real)."),
         arms: Optional[str] = typer.Option(None, help="Comma-separated arms: surgery,no_reinit,random_healthy,extended,lora (stock always runs)."),
         seeds: Optional[str] = typer.Option(None, help="Comma-separated seeds (default 0,1,2)."),
         targets: Optional[int] = typer.Option(None, help="Number of target heads."),
@@ -43,7 +45,8 @@ def register(app: typer.Typer) -> None:
         eval_every: Optional[int] = typer.Option(None, help="Evaluate every N steps."),
         lr: Optional[float] = typer.Option(None, help="Learning rate (every training arm)."),
         seq_len: Optional[int] = typer.Option(None, help="Tokens per sequence."),
-        threads: Optional[int] = typer.Option(None, help="torch CPU threads (default: all cores; on a machine busy with other jobs use 1, a second thread there made every step several times slower)."),
+        threads: Optional[int] = threads_option(),
+        as_json: bool = json_option(),
         progress: bool = typer.Option(True, help="Show progress."),
     ) -> None:
         """Run surgery and its controls (no re-init, random healthy heads, extended, matched LoRA) over seeds; verdicts with CIs."""
@@ -51,6 +54,7 @@ def register(app: typer.Typer) -> None:
 
         from headsurgeon.studies import run_study, study_preset
 
+        quiet_for_json(as_json)
         settings = study_preset(preset)
         training = settings.training.with_(corpus=corpus, max_steps=max_steps, patience=patience, eval_every=eval_every, lr=lr, seq_len=seq_len)
         if other_corpus is not None:
@@ -60,7 +64,19 @@ def register(app: typer.Typer) -> None:
             extra_columns=_ints(extra_column, "extra-column"), threads=threads,
             arms=tuple(a.strip() for a in arms.split(",")) if arms else None,
         )
-        study = run_study(model, out_dir=out, settings=settings, progress=progress)
+        source = model
+        if model is None and preset == "tiny":  # "tiny" means tiny: a random 2-layer model, not SmolLM2 on a tiny budget
+            from headsurgeon.models import wrap_model
+            from headsurgeon.models.tiny import tiny_model_and_tokenizer
+
+            def source():
+                return wrap_model(*tiny_model_and_tokenizer("llama", seed=0))
+
+            console.print("preset tiny: a tiny random Llama model (2 layers x 4 heads); pass --model for a real one", highlight=False)
+        study = run_study(source, out_dir=out, settings=settings, progress=progress)
+        if as_json:
+            emit_json(study.to_dict())
+            return
         console.print(f"[bold]study {study.status}[/bold]: {len(study.runs)} runs ({len(study.timing['trained_now'])} trained now, "
                       f"{len(study.timing['reused'])} reused) in {study.timing['wall_seconds']:.1f} s")
         for v in study.claims():
