@@ -1,0 +1,118 @@
+"""Options shared by every command (--version, --json, --threads), the runs listing, renamed
+options, and the diagnose summary's wording. In-process: cheap."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from headsurgeon.cli.main import run
+from headsurgeon.surgery.listing import list_runs
+from headsurgeon.surgery.manifest import new_manifest, save_manifest
+
+
+@pytest.fixture(autouse=True)
+def _wide_help(monkeypatch):
+    """rich wraps --help at the terminal width; a wide one keeps option names whole."""
+    monkeypatch.setenv("COLUMNS", "250")
+    monkeypatch.setenv("TERMINAL_WIDTH", "250")
+
+
+def test_version(capsys):
+    from headsurgeon import __version__
+
+    assert run(["--version"]) == 0
+    assert capsys.readouterr().out.strip().startswith(f"headsurgeon {__version__}")
+
+
+def test_diagnose_json_is_the_document_alone(saved_tiny, tmp_path, capsys):
+    model = str(saved_tiny("llama-gqa"))
+    capsys.readouterr()
+    assert run(["diagnose", "--model", model, "--out", str(tmp_path / "d"), "--no-progress", "--json", "--threads", "1"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["kind"] == "diagnosis" and doc == json.loads((tmp_path / "d" / "diagnosis.json").read_text())
+
+
+def test_every_computing_command_has_threads_and_json(capsys):
+    for cmd in (["diagnose"], ["operate"], ["report"], ["study"], ["extremes"], ["toy", "train"], ["toy", "compare"]):
+        assert run([*cmd, "--help"]) == 0
+        out = capsys.readouterr().out
+        assert "--threads" in out and "--json" in out, cmd
+    for cmd in (["plan"], ["compare"], ["runs"]):
+        assert run([*cmd, "--help"]) == 0
+        assert "--json" in capsys.readouterr().out, cmd
+
+
+def test_renamed_options_and_hidden_old_spellings(capsys):
+    assert run(["extremes", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--key-sink-threshold" in out and "--sink-threshold " not in out.replace("--key-sink-threshold", "")
+    assert run(["report", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--generation-prompts" in out and "--prompts " not in out.replace("--generation-prompts", "")
+    assert run(["toy", "train", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--max-steps" in out and "--steps " not in out.replace("--max-steps", "")
+
+
+def test_operate_help_shows_preset_defaults():
+    import typer
+
+    from headsurgeon.cli.main import app
+
+    params = {p.name: p for p in typer.main.get_command(app).commands["operate"].params}
+    assert params["lr"].help.endswith("[preset default: paper 5e-05 · cpu 0.001 · tiny 0.01]")
+    assert "paper none · cpu 200 · tiny 12" in params["max_steps"].help
+    assert params["preset"].default == "auto" and "dry_run" in params
+
+
+def _manifest(path, status="running"):
+    m = new_manifest(model={"name": "tiny"}, plan={"targets": ["L0H1"], "gqa_mode": "query"}, config={"max_steps": 8},
+                     corpus={}, other=None)
+    m["status"] = status
+    m["history"] = [{"step": 0}, {"step": 4}]
+    path.mkdir(parents=True)
+    save_manifest(path, m)
+    return path
+
+
+def test_runs_lists_states(tmp_path, capsys):
+    fin = _manifest(tmp_path / "a" / "finished", "finished")
+    (fin / "models" / "final").mkdir(parents=True)
+    (fin / "models" / "final" / "config.json").write_text("{}")
+    _manifest(tmp_path / "a" / "half")
+    res = _manifest(tmp_path / "b" / "resumable")
+    (res / "checkpoints" / "step-000004").mkdir(parents=True)
+    (res / "checkpoints" / "latest.json").write_text(json.dumps({"path": "step-000004", "step": 4}))
+    gone = _manifest(tmp_path / "b" / "pointer-gone")
+    (gone / "checkpoints").mkdir()
+    (gone / "checkpoints" / "latest.json").write_text(json.dumps({"path": "step-000008", "step": 8}))
+    _manifest(tmp_path / "c" / "final-missing", "finished")
+    _manifest(tmp_path / "c" / "nan", "stopped: loss became nan at step 3")
+    (tmp_path / "d" / "broken").mkdir(parents=True)
+    (tmp_path / "d" / "broken" / "manifest.json").write_text("{")
+    states = {r.path.split("/")[-1]: (r.state, r.detail) for r in list_runs(tmp_path)}
+    assert {k: v[0] for k, v in states.items()} == {
+        "finished": "finished", "half": "resumable", "resumable": "resumable", "pointer-gone": "damaged",
+        "final-missing": "damaged", "nan": "stopped", "broken": "damaged"}
+    assert "step-4 checkpoint" in states["resumable"][1] and "no training checkpoint" in states["half"][1]
+    assert run(["runs", str(tmp_path), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["kind"] == "run_list" and len(doc["runs"]) == 7
+    assert run(["runs", str(tmp_path / "nope")]) == 2
+
+
+def test_diagnose_summary_wording(capsys):
+    import numpy as np
+    from test_diagnosis import make_diagnosis
+
+    from headsurgeon.cli.display import print_diagnosis
+
+    bos = np.array([[0.9, 0.1, 0.9, 0.1], [0.1, 0.9, 0.1, 0.9], [0.9, 0.9, 0.99, 0.9], [0.1, 0.1, 0.1, 0.1]])
+    d = make_diagnosis(bos)
+    print_diagnosis(d)
+    out = " ".join(capsys.readouterr().out.split())
+    assert "no sick band (a head index is in the sick band when" in out
+    assert "most collapsed heads (BOS mass): L2H2 0.990" in out
+    assert f"first token of the {len(d.prompts)} prompts" in out
