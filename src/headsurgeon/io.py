@@ -75,15 +75,6 @@ def write_json(path: str | Path, doc: dict) -> Path:
     return Path(path)
 
 
-def atomic_write_figure(path: str | Path, fig, **savefig) -> None:
-    """Save a matplotlib figure as PNG through :func:`atomic_write_bytes` (no half-written image)."""
-    import io as _io
-
-    buf = _io.BytesIO()
-    fig.savefig(buf, format="png", **savefig)
-    atomic_write_bytes(path, buf.getvalue())
-
-
 def check_output_file(path: str | Path, *, flag: str = "--out") -> Path:
     """Before any work: ``path`` can be written as a file (not a directory, its folder writable)."""
     p = Path(path).expanduser()

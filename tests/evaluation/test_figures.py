@@ -60,3 +60,43 @@ def test_perplexity_figure_and_comparison_files(tmp_path):
     for p in paths:
         if p.suffix == ".png":
             _not_blank(p.read_bytes())
+
+
+def test_figure_format_and_dpi_apply_to_every_file(tmp_path):
+    """--format svg/pdf writes that format with the right suffix; --dpi changes PNG resolution;
+    the HTML embedding stays PNG; bad values are one-line errors."""
+    import struct
+
+    import matplotlib.pyplot as plt
+    import pytest
+
+    from headsurgeon.errors import HeadsurgeonError
+    from headsurgeon.figure_files import figure_format, png_bytes, save_figure
+
+    def fig():
+        f, ax = plt.subplots(figsize=(2, 1))
+        ax.plot([0, 1])
+        return f
+
+    def width(path):
+        return struct.unpack(">I", path.read_bytes()[16:20])[0]
+
+    assert save_figure(fig(), tmp_path / "a.png") == tmp_path / "a.png" and width(tmp_path / "a.png") == 300  # 2 in x 150 dpi
+    with figure_format("png", dpi=50):
+        assert width(save_figure(fig(), tmp_path / "b.png")) == 100
+    with figure_format("svg"):
+        p = save_figure(fig(), tmp_path / "c.png")
+        assert p.suffix == ".svg" and p.read_text().lstrip().startswith("<?xml")
+        assert png_bytes(fig())[:4] == b"\x89PNG"
+    with figure_format("pdf"):
+        assert save_figure(fig(), tmp_path / "d.png").read_bytes()[:4] == b"%PDF"
+    assert save_figure(fig(), tmp_path / "e.png").suffix == ".png"  # the block ended: back to PNG
+    with pytest.raises(HeadsurgeonError, match="--format must be one of"):
+        with figure_format("jpg"):
+            pass
+
+
+def test_cell_text_contrasts_with_its_cell():
+    from headsurgeon.diagnosis.figures import text_color_on
+
+    assert text_color_on((0.02, 0.02, 0.05, 1)) == "white" and text_color_on((0.99, 0.98, 0.8, 1)) == "black"

@@ -26,6 +26,18 @@ def json_option():
     return typer.Option(False, "--json", help=JSON_HELP)
 
 
+FORMAT_HELP = "File format of the figures written beside the JSON: png, svg or pdf (HTML reports embed PNG)."
+DPI_HELP = "Resolution of raster figures (dots per inch; default 150)."
+
+
+def format_option():
+    return typer.Option("png", "--format", help=FORMAT_HELP)
+
+
+def dpi_option():
+    return typer.Option(None, "--dpi", help=DPI_HELP)
+
+
 def set_threads(threads: int | None) -> None:
     """Apply ``--threads`` to this process (a CLI call is one process; the library leaves it alone)."""
     if threads is not None:

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from .common import emit_json, json_option, quiet_for_json
+from .common import dpi_option, emit_json, format_option, json_option, quiet_for_json
 from .display import console
 
 
@@ -77,6 +77,8 @@ def register(app: typer.Typer) -> None:
         drift_threshold: float = typer.Option(0.05, help="A head drifts when |delta BOS mass| is above this."),
         label: Optional[list[str]] = typer.Option(None, "--label", help="Name for each diagnosis, in order (repeat the option)."),
         allow_different_models: bool = typer.Option(False, "--allow-different-models", help="Compare diagnoses of models of different families or shapes anyway."),
+        fmt: str = format_option(),
+        dpi: Optional[int] = dpi_option(),
         as_json: bool = json_option(),
     ) -> None:
         """Per-head BOS-mass change by zone, recoveries, iatrogenic collapses and column drift; writes JSON and figures."""
@@ -85,7 +87,10 @@ def register(app: typer.Typer) -> None:
 
         quiet_for_json(as_json)
         c = compare(inputs, zone=zone, drift_threshold=drift_threshold, labels=label or None, allow_different_models=allow_different_models)
-        paths = write_comparison(c, out)
+        from headsurgeon.figure_files import figure_format
+
+        with figure_format(fmt, dpi):
+            paths = write_comparison(c, out)
         if as_json:
             emit_json(c.to_dict())
             return

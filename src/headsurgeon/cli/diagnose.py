@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from headsurgeon.figure_files import figure_format, figure_path
+
 from .bigmodel_options import (
     ACTIVATION_BUDGET,
     DEVICE_MAP,
@@ -15,7 +17,7 @@ from .bigmodel_options import (
     STREAM,
     big_model_kwargs,
 )
-from .common import emit_json, json_option, quiet_for_json, set_threads, threads_option
+from .common import dpi_option, emit_json, format_option, json_option, quiet_for_json, set_threads, threads_option
 from .display import print_diagnosis
 from .model_options import device_option, dtype_option
 
@@ -38,6 +40,8 @@ def register(app: typer.Typer) -> None:
         device_map: Optional[str] = DEVICE_MAP,
         max_memory: Optional[str] = MAX_MEMORY,
         offload_folder: Optional[Path] = OFFLOAD_FOLDER,
+        fmt: str = format_option(),
+        dpi: Optional[int] = dpi_option(),
         threads: Optional[int] = threads_option(),
         as_json: bool = json_option(),
         progress: bool = typer.Option(True, help="Show a progress bar."),
@@ -50,14 +54,16 @@ def register(app: typer.Typer) -> None:
         set_threads(threads)
         quiet_for_json(as_json)
         thresholds = Thresholds(sink=sink_threshold, dead=dead_threshold, low_entropy=low_entropy_threshold)
-        diag = diagnose(
-            model, prompt_file=prompts, thresholds=thresholds, include_first_query=include_first_query,
-            bos=bos, max_length=max_length, batch_size=batch_size, out_dir=out, progress=progress,
-            device=device, dtype=dtype,
-            **big_model_kwargs(stream, activation_budget, device_map, max_memory, offload_folder),
-        )
+        with figure_format(fmt, dpi):
+            diag = diagnose(
+                model, prompt_file=prompts, thresholds=thresholds, include_first_query=include_first_query,
+                bos=bos, max_length=max_length, batch_size=batch_size, out_dir=out, progress=progress,
+                device=device, dtype=dtype,
+                **big_model_kwargs(stream, activation_budget, device_map, max_memory, offload_folder),
+            )
+            figs = [figure_path(out / "heatmap.png"), figure_path(out / "histogram.png")]
         if as_json:
             emit_json(diag.to_dict())
             return
         print_diagnosis(diag)
-        typer.echo(f"wrote {out / 'diagnosis.json'}, {out / 'heatmap.png'}, {out / 'histogram.png'}")
+        typer.echo(f"wrote {out / 'diagnosis.json'}, {figs[0]}, {figs[1]}")

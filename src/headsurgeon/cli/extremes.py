@@ -9,8 +9,8 @@ from typing import Optional
 import typer
 
 from .bigmodel_options import ACTIVATION_BUDGET, DEVICE_MAP, MAX_MEMORY, OFFLOAD_FOLDER, STREAM, big_model_kwargs
+from .common import dpi_option, emit_json, format_option, json_option, quiet_for_json, set_threads, threads_option
 from .model_options import device_option, dtype_option
-from .common import emit_json, json_option, quiet_for_json, set_threads, threads_option
 
 
 def register(app: typer.Typer) -> None:
@@ -40,6 +40,8 @@ def register(app: typer.Typer) -> None:
         device_map: Optional[str] = DEVICE_MAP,
         max_memory: Optional[str] = MAX_MEMORY,
         offload_folder: Optional[Path] = OFFLOAD_FOLDER,
+        fmt: str = format_option(),
+        dpi: Optional[int] = dpi_option(),
         threads: Optional[int] = threads_option(),
         as_json: bool = json_option(),
         progress: bool = typer.Option(True, help="Show progress bars."),
@@ -64,13 +66,16 @@ def register(app: typer.Typer) -> None:
             dormancy_metric=dormancy_metric, margin=margin, intervention_domain_dependent=intervention_heads,
             intervention_controls=controls, intervention_prompts=intervention_prompts,
         )
-        res = run_extremes(
-            model, domains=[d.strip() for d in builtin.split(",") if d.strip()], domain_files=parse_domain_option(domain),
-            local_text=local_text, what=only, settings=settings, heads=[parse_head(h) for h in head] if head else None,
-            bos=bos, max_length=max_length, batch_size=batch_size, out_dir=out, progress=progress,
-            device=device, dtype=dtype,
-            **big_model_kwargs(stream, activation_budget, device_map, max_memory, offload_folder),
-        )
+        from headsurgeon.figure_files import figure_format
+
+        with figure_format(fmt, dpi):
+            res = run_extremes(
+                model, domains=[d.strip() for d in builtin.split(",") if d.strip()], domain_files=parse_domain_option(domain),
+                local_text=local_text, what=only, settings=settings, heads=[parse_head(h) for h in head] if head else None,
+                bos=bos, max_length=max_length, batch_size=batch_size, out_dir=out, progress=progress,
+                device=device, dtype=dtype,
+                **big_model_kwargs(stream, activation_budget, device_map, max_memory, offload_folder),
+            )
         if as_json:
             emit_json(res.to_dict())
             return

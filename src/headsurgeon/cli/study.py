@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .common import emit_json, json_option, quiet_for_json, threads_option
+from .common import dpi_option, emit_json, format_option, json_option, quiet_for_json, threads_option
 from .display import console
 
 
@@ -45,6 +45,8 @@ def register(app: typer.Typer) -> None:
         eval_every: Optional[int] = typer.Option(None, help="Evaluate every N steps."),
         lr: Optional[float] = typer.Option(None, help="Learning rate (every training arm)."),
         seq_len: Optional[int] = typer.Option(None, help="Tokens per sequence."),
+        fmt: str = format_option(),
+        dpi: Optional[int] = dpi_option(),
         threads: Optional[int] = threads_option(),
         as_json: bool = json_option(),
         progress: bool = typer.Option(True, help="Show progress."),
@@ -73,7 +75,10 @@ def register(app: typer.Typer) -> None:
                 return wrap_model(*tiny_model_and_tokenizer("llama", seed=0))
 
             console.print("preset tiny: a tiny random Llama model (2 layers x 4 heads); pass --model for a real one", highlight=False)
-        study = run_study(source, out_dir=out, settings=settings, progress=progress)
+        from headsurgeon.figure_files import figure_format
+
+        with figure_format(fmt, dpi):
+            study = run_study(source, out_dir=out, settings=settings, progress=progress)
         if as_json:
             emit_json(study.to_dict())
             return

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from .common import emit_json, json_option, threads_option
+from .common import dpi_option, emit_json, format_option, json_option, threads_option
 
 toy_app = typer.Typer(
     help="Toy lab: train small transformers on Bigram-Backcopy and watch attention sinks, "
@@ -51,6 +51,8 @@ def train_cmd(
     seed: Optional[int] = typer.Option(None, help="Override the seed."),
     text: Optional[Path] = typer.Option(None, help="Text file for the bigram statistics."),
     set_: list[str] = typer.Option([], "--set", "-s", help=_SET_HELP),
+    fmt: str = format_option(),
+    dpi: Optional[int] = dpi_option(),
     threads: Optional[int] = threads_option(),
     as_json: bool = json_option(),
     progress: bool = typer.Option(True, help="Show a progress bar with steps/s."),
@@ -61,7 +63,10 @@ def train_cmd(
 
     config = _config(preset, max_steps, seed, text, set_, threads, old_steps)
     out_dir = _out(out, "train", preset)
-    result = train(config, out_dir=out_dir, progress=progress)
+    from headsurgeon.figure_files import figure_format
+
+    with figure_format(fmt, dpi):
+        result = train(config, out_dir=out_dir, progress=progress)
     if as_json:
         emit_json(result.to_json())
         return
@@ -79,6 +84,8 @@ def compare_cmd(
     text: Optional[Path] = typer.Option(None, help="Text file for the bigram statistics."),
     set_: list[str] = typer.Option([], "--set", "-s", help=_SET_HELP),
     variant: list[str] = typer.Option([], "--variant", help="softmax-adamw, relu-adamw, softmax-sgd (default: all)."),
+    fmt: str = format_option(),
+    dpi: Optional[int] = dpi_option(),
     threads: Optional[int] = threads_option(),
     as_json: bool = json_option(),
     progress: bool = typer.Option(True, help="Show a progress bar with steps/s."),
@@ -89,8 +96,10 @@ def compare_cmd(
 
     config = _config(preset, max_steps, seed, text, set_, threads, old_steps)
     out_dir = _out(out, "compare", preset)
-    result = compare_variants(config, out_dir=out_dir, variants=tuple(variant) or VARIANTS,
-                     progress=progress)
+    from headsurgeon.figure_files import figure_format
+
+    with figure_format(fmt, dpi):
+        result = compare_variants(config, out_dir=out_dir, variants=tuple(variant) or VARIANTS, progress=progress)
     if as_json:
         emit_json(result.to_json())
         return

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from headsurgeon.io import atomic_write_figure  # noqa: E402
+from headsurgeon.figure_files import save_figure  # noqa: E402
 
 from .classes import BOS_SINK, DEAD, LOW_ENTROPY  # noqa: E402
 from .result import Diagnosis  # noqa: E402
@@ -35,6 +35,13 @@ def heatmap_axes(ax, bos_mass: np.ndarray, classes: np.ndarray | None, title: st
     return im
 
 
+def text_color_on(rgba) -> str:
+    """Black or white, whichever reads on a cell of colour ``rgba`` (by relative luminance):
+    black numbers on the dark end of a colour map were unreadable."""
+    r, g, b = rgba[:3]
+    return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
+
+
 def save_heatmap(diag: Diagnosis, path: str | Path) -> Path:
     L, H = diag.shape
     fig, ax = plt.subplots(figsize=(max(5, 0.35 * H + 2.5), max(4, 0.25 * L + 1.5)))
@@ -45,9 +52,7 @@ def save_heatmap(diag: Diagnosis, path: str | Path) -> Path:
     im = heatmap_axes(ax, diag.bos_mass, diag.classes, title)
     fig.colorbar(im, ax=ax, label="BOS mass (attention on position 0)")
     fig.tight_layout()
-    atomic_write_figure(path, fig, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def histogram_axes(ax, values: np.ndarray, label: str, color=None, alpha=0.75):
@@ -73,6 +78,4 @@ def save_histogram(diag: Diagnosis, path: str | Path) -> Path:
     ax.set_title(f"{diag.model['name']} ({diag.bos_mass.size} heads): BOS-mass distribution\n"
                  "(dashed: sink and DEAD thresholds used; dotted: other sweep values)", fontsize=10)
     fig.tight_layout()
-    atomic_write_figure(path, fig, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)

@@ -8,7 +8,6 @@ frozen heads inside the surgical zone.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import matplotlib
@@ -20,8 +19,9 @@ import numpy as np  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from headsurgeon.diagnosis.classes import count  # noqa: E402
-from headsurgeon.diagnosis.figures import heatmap_axes, histogram_axes  # noqa: E402
-from headsurgeon.io import atomic_write_bytes  # noqa: E402
+from headsurgeon.diagnosis.figures import heatmap_axes, histogram_axes, text_color_on  # noqa: E402
+
+from headsurgeon.figure_files import png_bytes as _png_bytes, save_figure  # noqa: E402
 
 from .compare import Comparison  # noqa: E402
 from .drift import ZONE_LABELS  # noqa: E402
@@ -33,15 +33,13 @@ _SET_COLORS = {"train": "tab:blue", "heldout": "tab:orange", "other": "tab:green
 
 
 def png_bytes(fig, dpi: int = 110) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    plt.close(fig)
-    return buf.getvalue()
+    """PNG bytes to embed in an HTML report (110 dpi keeps the page light; files use --dpi)."""
+    return _png_bytes(fig, dpi=dpi)
 
 
-def save_png(fig, path: str | Path, dpi: int = 110) -> Path:
-    atomic_write_bytes(path, png_bytes(fig, dpi))
-    return Path(path)
+def save_png(fig, path: str | Path) -> Path:
+    """Write ``fig`` in the current figure format (:mod:`headsurgeon.figure_files`); returns the path written."""
+    return save_figure(fig, path)
 
 
 def _outline(ax, c: Comparison, color_t="deepskyblue", color_f="deepskyblue") -> None:
@@ -101,7 +99,9 @@ def drift_figure(c: Comparison, i: int = -1):
     for h in c.targets:
         ax.add_patch(Rectangle((h.head - 0.5, h.layer - 0.5), 1, 1, fill=False, ec="black", lw=1.6))
         if L * H <= 600:
-            ax.text(h.head, h.layer, f"{d[h.layer, h.head]:+.2f}", ha="center", va="center", fontsize=5.5, color="white")
+            v = d[h.layer, h.head]
+            ax.text(h.head, h.layer, f"{v:+.2f}", ha="center", va="center", fontsize=7.5 if L <= 40 else 6.5,
+                    color=text_color_on(im.cmap(im.norm(v))), fontweight="bold")
     for h in c.frozen_in_zone:
         ax.add_patch(Rectangle((h.head - 0.5, h.layer - 0.5), 1, 1, fill=False, ec="black", lw=1.1, ls="--"))
     ax.set_xticks(range(H) if H <= 32 else range(0, H, max(1, H // 16)))

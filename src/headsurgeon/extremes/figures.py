@@ -9,11 +9,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from headsurgeon.figure_files import save_figure  # noqa: E402
 from matplotlib.colors import ListedColormap, SymLogNorm, TwoSlopeNorm  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from headsurgeon.diagnosis.figures import heatmap_axes  # noqa: E402
-from headsurgeon.io import atomic_write_figure  # noqa: E402
+from headsurgeon.diagnosis.figures import heatmap_axes, text_color_on  # noqa: E402
 
 from .dormancy import DORMANCY_CLASSES  # noqa: E402
 from .result import ExtremesResult  # noqa: E402
@@ -26,9 +27,7 @@ def _save(fig, path) -> Path:
         if ax.get_xlabel() in ("layer", "residual index") or ax.get_xlabel().startswith("residual index"):
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
-    atomic_write_figure(path, fig, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def save_norm_curves(res: ExtremesResult, path: str | Path) -> Path:
@@ -149,16 +148,14 @@ def save_dormancy(res: ExtremesResult, path: str | Path) -> Path:
     for extra in flat[len(names) + 1 :]:
         extra.axis("off")
     fig.suptitle(f"{res.model['name']}: {t.dormancy_metric} per head by input domain", fontsize=11)
-    atomic_write_figure(path, fig, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def _table_heatmap(ax, values: np.ndarray, row_labels, col_labels, *, cmap, norm, fmt: str, marks=None):
     im = ax.imshow(values, cmap=cmap, norm=norm, aspect="auto", interpolation="nearest")
     for (i, j), v in np.ndenumerate(values):
         mark = marks[i, j] if marks is not None else ""
-        ax.text(j, i, f"{v:{fmt}}{mark}", ha="center", va="center", fontsize=7)
+        ax.text(j, i, f"{v:{fmt}}{mark}", ha="center", va="center", fontsize=8, color=text_color_on(im.cmap(im.norm(v))))
     ax.set_xticks(range(len(col_labels)), col_labels, rotation=30, ha="right", fontsize=8)
     ax.set_yticks(range(len(row_labels)), row_labels, fontsize=8)
     return im

@@ -124,10 +124,13 @@ def render_figures(study: StudyResult) -> dict[str, bytes]:
 def save_figures(study: StudyResult, folder: str | Path, pngs: dict[str, bytes] | None = None) -> dict[str, Path]:
     from headsurgeon.io import atomic_write_bytes
 
+    from headsurgeon.figure_files import current_format, figure_bytes, figure_path
+
     folder = Path(folder)
     pngs = pngs or render_figures(study)
     paths = {}
     for name, data in pngs.items():
-        paths[name] = folder / f"{name}.png"
-        atomic_write_bytes(paths[name], data)
+        paths[name] = figure_path(folder / f"{name}.png")
+        # the HTML's PNG bytes serve a PNG file as they are; another format is drawn again
+        atomic_write_bytes(paths[name], data if current_format() == "png" else figure_bytes(FIGURES[name](study)))
     return paths

@@ -59,7 +59,6 @@ def compare_variants(base: ToyConfig, *, out_dir: str | Path | None = None,
     result = ToyCompareResult(base=base, runs=runs)
     if out_dir is not None:
         png = Path(out_dir) / "compare.png"
-        plot_compare(runs, png)
-        result.files["png"] = str(png)
+        result.files["png"] = str(plot_compare(runs, png))
         result.write(out_dir)
     return result

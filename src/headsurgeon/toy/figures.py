@@ -18,13 +18,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 _LAYER_COLORS = ("tab:gray", "tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")
 
 
-def _save(fig, path: str | Path) -> None:
-    from headsurgeon.io import atomic_write_figure
+def _save(fig, path: str | Path) -> Path:
+    from headsurgeon.figure_files import save_figure
 
-    try:
-        atomic_write_figure(path, fig, dpi=110, bbox_inches="tight")
-    finally:
-        plt.close(fig)
+    return save_figure(fig, path, tight=True)
 
 
 def _panels(axes, run, *, with_titles: bool = True) -> None:
@@ -65,17 +62,17 @@ def _panels(axes, run, *, with_titles: bool = True) -> None:
     axes[-1].set_xlabel("training step")
 
 
-def plot_dynamics(run, path: str | Path) -> None:
+def plot_dynamics(run, path: str | Path) -> Path:
     """One run: five stacked panels over training steps."""
     fig, axes = plt.subplots(5, 1, figsize=(7, 12), sharex=True, layout="constrained")
     c = run.config
     fig.suptitle(f"Bigram-Backcopy, {c.n_layers} layer(s), {c.attention} attention, "
                  f"{c.optimizer} lr {c.lr:g} (copy head {run.summary['copy_head']})", fontsize=10)
     _panels(axes, run)
-    _save(fig, path)
+    return _save(fig, path)
 
 
-def plot_compare(runs: dict, path: str | Path) -> None:
+def plot_compare(runs: dict, path: str | Path) -> Path:
     """Variants side by side (columns), the five panels as rows, y shared across a row."""
     names = list(runs)
     fig, axes = plt.subplots(5, len(names), figsize=(4.2 * len(names), 12), sharex="col",
@@ -92,4 +89,4 @@ def plot_compare(runs: dict, path: str | Path) -> None:
     first = runs[names[0]].config
     fig.suptitle(f"Bigram-Backcopy: {first.n_layers} layer(s), dim {first.dim}, "
                  f"length {first.seq_len}, batch {first.batch_size}", fontsize=11)
-    _save(fig, path)
+    return _save(fig, path)

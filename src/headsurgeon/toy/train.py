@@ -158,8 +158,7 @@ def save(result: ToyRunResult, out_dir: str | Path) -> dict[str, str]:
     out = Path(out_dir)
     files = result.write(out)
     png = out / "dynamics.png"
-    plot_dynamics(result, png)
-    files["png"] = str(png)
+    files["png"] = str(plot_dynamics(result, png))
     if result.model is not None:
         from safetensors.torch import save as safetensors_bytes
 
