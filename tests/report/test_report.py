@@ -47,6 +47,10 @@ def test_report_json_holds_every_piece(full_report, tiny_run):
     assert ab["groups"]["targets"] == {"size": 2, "sampled": ["L0H1", "L1H2"]}
     assert ab["settings"]["corpus_matches_run"] is True and ab["settings"]["split"] == "heldout"
     assert [f["name"] for f in d["figures"]] == ["perplexity", "topology", "histogram", "drift", "zones", "columns"]
+    html = full_report.html_path.read_text(encoding="utf-8")
+    # the report's numbers: lr in scientific notation, what decided the number of steps, no empty header
+    assert "0.000000" not in html and f"{d['history'][1]['lr']:.2e}" in html
+    assert "max_steps = 4 (epochs = 3 was not used)" in html and "<th></th>" not in html
 
 
 def test_html_is_self_contained_and_shows_the_numbers(full_report):
@@ -139,7 +143,8 @@ def test_report_of_hand_made_run_shows_known_numbers(tmp_path, monkeypatch):
     html = rep.html_path.read_text(encoding="utf-8")
     assert "<td>outside the zone</td><td class=\"n\">8</td><td class=\"n\">3</td><td class=\"n\">37.5%</td><td class=\"n\">0.0488</td>" in html
     assert "Recoveries: collapsed before, not collapsed after (3)" in html and "Iatrogenic collapses: not collapsed before, collapsed after (1)" in html
-    assert "<td>L2H2</td><td>outside the zone</td><td>healthy</td><td>bos_sink</td>" in html
+    assert "<td>L2H2</td><td>outside the zone</td><td>healthy</td><td>BOS-sink</td>" in html  # one spelling of the classes
+    assert "bos_sink" not in html.split("<section")[1:][0] and "<th></th>" not in html
     # without a stock diagnosis there is no comparison, but still a report
     m = json.loads((run / "manifest.json").read_text())
     m["stock"].pop("diagnosis")

@@ -55,6 +55,11 @@ def _sinks(res: ExtremesResult, console: Console) -> None:
         console.print(t)
 
 
+def _signed3(x: float) -> str:
+    """A signed activation with three significant digits: ``+0`` hid small dimensions' values."""
+    return f"{x:+.0f}" if abs(x) >= 100 else f"{x:+.3g}"
+
+
 def _by_layer(res: ExtremesResult, console: Console) -> None:
     pp = res.per_prompt
     t = Table(title="Residual-state peak and value-state drain (ratios: group / median of other tokens)")
@@ -73,7 +78,7 @@ def _by_layer(res: ExtremesResult, console: Console) -> None:
     for i in range(L + 1):
         row = [str(i)]
         if has_res:
-            md = " ".join(f"{d['dim']}:{d['signed']:+.0f}" for d in dims[i][:2]) if i < len(dims) else "-"
+            md = " ".join(f"{d['dim']}:{_signed3(d['signed'])}" for d in dims[i][:2]) if i < len(dims) else "-"
             row += [_fmt(first_n[i], ".1f"), _fmt(other_n[i], ".1f"), _fmt(rr[i]), _fmt(rl[i]), md]
         if has_val:
             row.append(_fmt(drain[i]) if i < L else "")

@@ -8,9 +8,20 @@ from __future__ import annotations
 
 import re
 
+from headsurgeon.diagnosis.classes import LABELS
 from headsurgeon.evaluation.drift import ZONE_LABELS, ZONES
 from headsurgeon.evaluation.trajectory import SET_LABELS
 from headsurgeon.formatting import card, esc, figure, kv_table, note, num, pct, table
+
+
+def _cls(name) -> str:
+    """A class as the reader sees it everywhere in the report: BOS-sink, DEAD, low-entropy, healthy."""
+    return esc(LABELS.get(name, name))
+
+
+def _lr(x) -> str:
+    """Learning rates in scientific notation: 1e-3 decays to 0 and fixed decimals showed 0.000000."""
+    return "–" if x is None else ("0" if x == 0 else f"{x:.2e}")
 
 
 def _fig(figs: dict, name: str) -> str:
@@ -27,7 +38,7 @@ def _signed(x, digits: int) -> str:
 
 def _headline_table(s: dict) -> str:
     """Stock, each repaired checkpoint, and each change (absolute and percent), coloured by direction."""
-    heads = ["", "stock"]
+    heads = ["headline figure", "stock"]
     for p in s["compared"]:
         heads += [f"{p['key']} (step {p['step']})", "change"]
     rows = []
@@ -93,7 +104,7 @@ def plan_section(d: dict) -> str:
     rows = []
     for h in (comp or {}).get("zone", {}).get("targets", []):
         r = by_head.get(h, {})
-        rows.append([esc(h), esc(plan.get("reasons", {}).get(h, "")), num(r.get("bos_before")), num(r.get("bos_after")), esc(r.get("after"))])
+        rows.append([esc(h), esc(plan.get("reasons", {}).get(h, "")), num(r.get("bos_before")), num(r.get("bos_after")), _cls(r.get("after"))])
     frozen = ", ".join((comp or {}).get("zone", {}).get("frozen_in_zone", [])) or "none"
     after = comp["inputs"][-1]["label"] if comp else "last"
     return (f"<p>Rules: {esc('; '.join(plan.get('rules', [])))} · GQA mode <b>{esc(plan.get('gqa_mode'))}</b> · "
@@ -112,7 +123,7 @@ def perplexity_section(d: dict, figs: dict) -> str:
     p = d["perplexity"]
     sets = p["sets"]
     pts = [[esc(k), num(v.get("step"))] + [num(v.get(s), 3) for s in sets] for k, v in p["points"].items()]
-    hist = [[num(r["step"]), num(r.get("epoch"), 2), num(r.get("tokens")), num(r.get("train_loss"), 4), num(r.get("lr"), 6)]
+    hist = [[num(r["step"]), num(r.get("epoch"), 2), num(r.get("tokens")), num(r.get("train_loss"), 4), _lr(r.get("lr"))]
             + [num(r.get(f"{s}_ppl"), 3) for s in sets]
             + [num(r.get("targets_healthy")), esc(", ".join(r.get("targets_collapsed", [])))] for r in d["history"]]
     best = p.get("best")
@@ -140,12 +151,12 @@ def _zone_rows(zones: dict) -> list[list]:
 
 
 def _transition_rows(rows: list[dict]) -> list[list]:
-    return [[esc(r["head"]), esc(ZONE_LABELS[r["zone"]]), esc(r["before"]), esc(r["after"]), num(r["bos_before"]), num(r["bos_after"]),
-             num(r["delta"]), "" if r["drifting"] else "borderline (moved less than the drift threshold)"] for r in rows]
+    return [[esc(r["head"]), esc(ZONE_LABELS[r["zone"]]), _cls(r["before"]), _cls(r["after"]), num(r["bos_before"]), num(r["bos_after"]),
+             num(r["delta"]), "drifting" if r["drifting"] else "borderline (moved less than the drift threshold)"] for r in rows]
 
 
 def _transitions(title: str, rows: list[dict]) -> str:
-    heads_t = ["head", "zone", "class before", "class after", "BOS before", "BOS after", "delta", ""]
+    heads_t = ["head", "zone", "class before", "class after", "BOS mass before", "BOS mass after", "delta", "moved"]
     small = sum(not r["drifting"] for r in rows)
     extra = f", {small} of them borderline" if small else ""
     return (f"<h3>{esc(title)} ({len(rows)}{extra})</h3>"
@@ -159,7 +170,7 @@ def drift_section(d: dict, figs: dict) -> str:
     f = comp["final"]
     thr = comp["settings"]["drift_threshold"]
     drifters = "".join(
-        f"<p><b>{esc(ZONE_LABELS[z])}</b>: " + (esc(", ".join(f"{h['head']} ({h['delta']:+.3f})" for h in v["drifting_heads"])) or "none") + "</p>"
+        f"<p><b>{esc(ZONE_LABELS[z])}</b>: " + (esc(", ".join(f"{h['head']} ({h['delta']:+.4f})" for h in v["drifting_heads"])) or "none") + "</p>"
         for z, v in f["zones"].items() if v["heads"])
     return (f"<p>{esc(f['after'])} against {esc(f['before'])}; a head drifts when |delta BOS mass| &gt; {num(thr, 3)}. "
             "Mean |delta| is over all heads of a zone.</p>"
@@ -232,14 +243,22 @@ def dormancy_section(d: dict) -> str:
         return f"<p class='muted'>MLP dormancy: {esc(g['skipped'])}.</p>"
     labels = list(g["models"])
     first = g["models"][labels[0]]
-    rows = [[num(r["layer"]), num(r["neurons"])] + [f"{num(g['models'][k]['per_layer'][i]['dormant'])} ({pct(g['models'][k]['per_layer'][i]['fraction'], 2)})"
-                                                    for k in labels] for i, r in enumerate(first["per_layer"])]
-    rows.append(["all", num(first["neurons"])] + [f"{num(g['models'][k]['dormant'])} ({pct(g['models'][k]['fraction'], 2)})" for k in labels])
+
+    def cell(entry) -> str:
+        return f"{num(entry['dormant'])} ({pct(entry['fraction'], 2)})"
+
+    # Only layers where some model has a dormant neuron: 30 rows of "0 (0.00%)" said nothing.
+    shown = [i for i in range(len(first["per_layer"])) if any(g["models"][k]["per_layer"][i]["dormant"] for k in labels)]
+    rows = [[num(first["per_layer"][i]["layer"]), num(first["per_layer"][i]["neurons"])]
+            + [cell(g["models"][k]["per_layer"][i]) for k in labels] for i in shown]
+    rows.append(["all", num(first["neurons"])] + [cell(g["models"][k]) for k in labels])
+    left_out = len(first["per_layer"]) - len(shown)
     verdict = "identical in every layer" if g["identical"] else "DIFFERENT between models"
     quietest = ", ".join(f"{k} {num(g['models'][k].get('min_product'))}" for k in labels)
     return (f"<p>A neuron is dormant when ||up row|| x ||down column|| &lt; {first['threshold']}. Dormant counts are "
-            f"<b class='{'ok' if g['identical'] else 'bad'}'>{verdict}</b>. Smallest product in the model: {esc(quietest)}.</p>"
-            + table(["layer", "neurons"] + labels, rows, numeric=set(range(0, 2 + len(labels)))))
+            f"<b class='{'ok' if g['identical'] else 'bad'}'>{verdict}</b>. Smallest product in the model: {esc(quietest)}."
+            + (f" {left_out} of {len(first['per_layer'])} layers have no dormant neuron in any model and are not listed." if left_out else "")
+            + "</p>" + table(["layer", "neurons"] + labels, rows, numeric=set(range(0, 2 + len(labels)))))
 
 
 def ablation_section(d: dict) -> str:
@@ -276,7 +295,15 @@ def invariant_section(d: dict) -> str:
 
 def setup_section(d: dict) -> str:
     run = d["run"]
-    parts = ["<h3>Configuration</h3>" + kv_table(run.get("config") or {}), "<h3>Versions</h3>" + kv_table(run.get("versions") or {})]
+    cfg = dict(run.get("config") or {})
+    steps = (run.get("outcome") or {}).get("steps")
+    if cfg.get("max_steps"):
+        decided = f"max_steps = {cfg['max_steps']} (epochs = {cfg.get('epochs')} was not used)"
+        cfg["epochs"] = f"{cfg.get('epochs')} (not used: max_steps set)"
+    else:
+        decided = f"epochs = {cfg.get('epochs')}" + (f" ({steps:,} steps)" if steps else "")
+    cfg = {"number of steps decided by": decided, **cfg}
+    parts = ["<h3>Configuration</h3>" + kv_table(cfg), "<h3>Versions</h3>" + kv_table(run.get("versions") or {})]
     corpus = {k: v for k, v in (run.get("corpus") or {}).items() if not isinstance(v, (dict, list))}
     parts.append("<h3>Training corpus</h3>" + kv_table(corpus))
     if run.get("other_corpus"):
