@@ -90,16 +90,21 @@ def test_runs_lists_states(tmp_path, capsys):
     (gone / "checkpoints" / "latest.json").write_text(json.dumps({"path": "step-000008", "step": 8}))
     _manifest(tmp_path / "c" / "final-missing", "finished")
     _manifest(tmp_path / "c" / "nan", "stopped: loss became nan at step 3")
+    lora = _manifest(tmp_path / "e" / "lora", "finished")
+    doc = json.loads((lora / "manifest.json").read_text())
+    (lora / "manifest.json").write_text(json.dumps({**doc, "kind": "lora_run"}))
+    (lora / "adapter").mkdir()
+    (lora / "adapter" / "final.safetensors").write_bytes(b"x")
     (tmp_path / "d" / "broken").mkdir(parents=True)
     (tmp_path / "d" / "broken" / "manifest.json").write_text("{")
     states = {r.path.split("/")[-1]: (r.state, r.detail) for r in list_runs(tmp_path)}
     assert {k: v[0] for k, v in states.items()} == {
         "finished": "finished", "half": "resumable", "resumable": "resumable", "pointer-gone": "damaged",
-        "final-missing": "damaged", "nan": "stopped", "broken": "damaged"}
+        "final-missing": "damaged", "nan": "stopped", "broken": "damaged", "lora": "finished"}
     assert "step-4 checkpoint" in states["resumable"][1] and "no training checkpoint" in states["half"][1]
     assert run(["runs", str(tmp_path), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["kind"] == "run_list" and len(doc["runs"]) == 7
+    assert doc["kind"] == "run_list" and len(doc["runs"]) == 8
     assert run(["runs", str(tmp_path / "nope")]) == 2
 
 

@@ -32,11 +32,11 @@ def register(app: typer.Typer) -> None:
             return
         colour = {"finished": "green", "resumable": "yellow", "stopped": "red", "damaged": "red"}
         t = Table(title=f"Surgery runs under {folder}")
-        for col in ("run", "state", "model", "targets", "step", "detail", "updated"):
+        for col in ("run", "state", "model", "targets", "step", "detail", "updated (UTC)"):
             t.add_column(col, justify="right" if col in ("targets", "step") else "left")
         for r in runs:
             step = "–" if r.step is None else (f"{r.step}/{r.total_steps}" if r.total_steps else str(r.step))
-            t.add_row(str(Path(r.path).relative_to(folder)) if Path(r.path) != folder else ".",
+            t.add_row((str(Path(r.path).relative_to(folder)) if Path(r.path) != folder else ".") + (" (LoRA)" if r.kind == "lora_run" else ""),
                       f"[{colour[r.state]}]{r.state}[/{colour[r.state]}]", r.model or "–", "–" if r.targets is None else str(r.targets),
-                      step, r.detail, (r.updated or "–")[:16].replace("T", " "))
+                      step, r.detail, (r.updated or "–")[5:16].replace("T", " "))
         console.print(t)

@@ -4,7 +4,8 @@ A researcher with a folder of runs (several passes, a study's arms and seeds) ne
 are done, which can be resumed by re-running their command, and which are damaged, without
 opening each manifest. The state is read from the files alone (nothing is loaded or changed):
 
-* ``finished``: the manifest says so and ``models/final`` holds a model;
+* ``finished``: the manifest says so and the final weights are there (``models/final`` for
+  surgery, ``adapter/final.safetensors`` for a study's LoRA arm);
 * ``resumable``: the manifest says ``running`` (or a run was interrupted) and its last training
   checkpoint, if any, is present: re-running the same command continues from it;
 * ``stopped``: training stopped itself (e.g. a NaN loss); the manifest says why;
@@ -24,6 +25,8 @@ from headsurgeon.io import read_json_document
 from .manifest import MANIFEST
 
 STATES = ("finished", "resumable", "stopped", "damaged")
+#: Run kinds listed, and the file a finished run of each kind must hold.
+_FINAL = {"surgery_run": "models/final/config.json", "lora_run": "adapter/final.safetensors"}
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class RunState:
 
     path: str
     state: str
+    kind: str  # surgery_run or lora_run (a study's LoRA arm)
     detail: str
     model: str | None = None
     targets: int | None = None
@@ -62,18 +66,21 @@ def run_state(run_dir: str | Path) -> RunState:
     """The state of one run folder (one holding ``manifest.json``)."""
     run_dir = Path(run_dir)
     try:
-        m = read_json_document(run_dir / MANIFEST, kind="surgery_run")
+        m = read_json_document(run_dir / MANIFEST)
     except HeadsurgeonError as exc:
-        return RunState(str(run_dir), "damaged", str(exc).split(";")[0].replace(str(run_dir / MANIFEST), "manifest.json"))
+        return RunState(str(run_dir), "damaged", "unknown", str(exc).split(";")[0].replace(str(run_dir / MANIFEST), "manifest.json"))
+    kind = str(m.get("kind"))
+    if kind not in _FINAL:
+        return RunState(str(run_dir), "damaged", kind, f"manifest.json is a '{kind}' document, not a training run's")
     cfg = m.get("config") or {}
     hist = m.get("history") or []
-    base = dict(path=str(run_dir), model=(m.get("model") or {}).get("name"), targets=len((m.get("plan") or {}).get("targets", [])),
+    base = dict(path=str(run_dir), kind=kind, model=(m.get("model") or {}).get("name"), targets=len((m.get("plan") or {}).get("targets", [])),
                 step=hist[-1]["step"] if hist else None, total_steps=cfg.get("max_steps"), updated=m.get("updated"))
     status = str(m.get("status"))
     step, problem = _checkpoint_step(run_dir)
     if status == "finished":
-        if not (run_dir / "models" / "final" / "config.json").is_file():
-            return RunState(state="damaged", detail="finished, but models/final is missing", **base)
+        if not (run_dir / _FINAL[kind]).is_file():
+            return RunState(state="damaged", detail=f"finished, but {_FINAL[kind]} is missing", **base)
         held = (m.get("invariant") or {}).get("final", {}).get("held")
         return RunState(state="finished", detail="invariant held" if held else "invariant VIOLATED", **base)
     if status.startswith("stopped"):
