@@ -9,7 +9,9 @@ import pytest
 
 from headsurgeon.cli.main import run
 from headsurgeon.surgery.listing import list_runs
-from headsurgeon.surgery.manifest import new_manifest, save_manifest
+from headsurgeon.surgery.checkpoint import CHECKSUMS, FILES, _sha256
+from headsurgeon.surgery.folder import RunFolder
+from headsurgeon.surgery.manifest import RunManifest, save_manifest
 
 
 @pytest.fixture(autouse=True)
@@ -67,14 +69,24 @@ def test_operate_help_shows_preset_defaults():
     assert params["preset"].default == "auto" and "dry_run" in params
 
 
-def _manifest(path, status="running"):
-    m = new_manifest(model={"name": "tiny"}, plan={"targets": ["L0H1"], "gqa_mode": "query"}, config={"max_steps": 8},
-                     corpus={}, other=None)
-    m["status"] = status
-    m["history"] = [{"step": 0}, {"step": 4}]
+def _manifest(path, status="running", kind="surgery_run"):
+    m = RunManifest(kind=kind, fingerprint="f", model={"name": "tiny"}, plan={"targets": ["L0H1"], "gqa_mode": "query"},
+                    config={"max_steps": 8}, status=status, history=[{"step": 0}, {"step": 4}])
     path.mkdir(parents=True)
-    save_manifest(path, m)
+    save_manifest(RunFolder(path), m)
     return path
+
+
+def _generation(run, step, *, intact=True):
+    """A checkpoint generation whose files match their checksums (or, ``intact=False``, do not)."""
+    g = run / "checkpoints" / f"step-{step:06d}"
+    g.mkdir(parents=True)
+    for name in FILES:
+        (g / name).write_bytes(name.encode())
+    sums = {name: _sha256(g / name) for name in FILES}
+    if not intact:
+        (g / FILES[0]).write_bytes(b"flipped")
+    (g / CHECKSUMS).write_text(json.dumps(sums))
 
 
 def test_runs_lists_states(tmp_path, capsys):
@@ -83,36 +95,37 @@ def test_runs_lists_states(tmp_path, capsys):
     (fin / "models" / "final" / "config.json").write_text("{}")
     _manifest(tmp_path / "a" / "half")
     res = _manifest(tmp_path / "b" / "resumable")
-    (res / "checkpoints" / "step-000004").mkdir(parents=True)
-    (res / "checkpoints" / "latest.json").write_text(json.dumps({"path": "step-000004", "step": 4}))
-    gone = _manifest(tmp_path / "b" / "pointer-gone")
-    (gone / "checkpoints").mkdir()
-    (gone / "checkpoints" / "latest.json").write_text(json.dumps({"path": "step-000008", "step": 8}))
+    _generation(res, 4)
+    fallback = _manifest(tmp_path / "b" / "fallback")
+    _generation(fallback, 4)
+    _generation(fallback, 8, intact=False)
+    gone = _manifest(tmp_path / "b" / "all-damaged")
+    _generation(gone, 8, intact=False)
     _manifest(tmp_path / "c" / "final-missing", "finished")
     _manifest(tmp_path / "c" / "nan", "stopped: loss became nan at step 3")
-    lora = _manifest(tmp_path / "e" / "lora", "finished")
-    doc = json.loads((lora / "manifest.json").read_text())
-    (lora / "manifest.json").write_text(json.dumps({**doc, "kind": "lora_run"}))
+    lora = _manifest(tmp_path / "e" / "lora", "finished", kind="lora_run")
     (lora / "adapter").mkdir()
     (lora / "adapter" / "final.safetensors").write_bytes(b"x")
     (tmp_path / "d" / "broken").mkdir(parents=True)
     (tmp_path / "d" / "broken" / "manifest.json").write_text("{")
     states = {r.path.split("/")[-1]: (r.state, r.detail) for r in list_runs(tmp_path)}
     assert {k: v[0] for k, v in states.items()} == {
-        "finished": "finished", "half": "resumable", "resumable": "resumable", "pointer-gone": "damaged",
+        "finished": "finished", "half": "resumable", "resumable": "resumable", "fallback": "resumable", "all-damaged": "damaged",
         "final-missing": "damaged", "nan": "stopped", "broken": "damaged", "lora": "finished"}
     assert "step-4 checkpoint" in states["resumable"][1] and "no training checkpoint" in states["half"][1]
+    assert "step-4 checkpoint (newer step 8 damaged" in states["fallback"][1]
+    assert "no checkpoint generation is intact (step 8)" in states["all-damaged"][1]
     assert run(["runs", str(tmp_path), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["kind"] == "run_list" and len(doc["runs"]) == 8
+    assert doc["kind"] == "run_list" and len(doc["runs"]) == 9
     assert run(["runs", str(tmp_path / "nope")]) == 2
 
 
 def test_diagnose_summary_wording(capsys):
     import numpy as np
-    from test_diagnosis import make_diagnosis
 
     from headsurgeon.cli.display import print_diagnosis
+    from test_diagnosis import make_diagnosis
 
     bos = np.array([[0.9, 0.1, 0.9, 0.1], [0.1, 0.9, 0.1, 0.9], [0.9, 0.9, 0.99, 0.9], [0.1, 0.1, 0.1, 0.1]])
     d = make_diagnosis(bos)

@@ -53,7 +53,7 @@ def print_diagnosis(diag) -> None:
                   f"({cols['band_rule']})", highlight=False)
     top = diag.most_collapsed(5)
     if top:
-        console.print(f"most collapsed heads (BOS mass): " + ", ".join(f"{h} {b:.3f}" for h, b in top), highlight=False)
+        console.print("most collapsed heads (BOS mass): " + ", ".join(f"{h} {b:.3f}" for h, b in top), highlight=False)
     console.print(f"spread across prompts (std of BOS mass): mean {s['mean_prompt_spread']:.3f}, max {s['max_prompt_spread']:.3f}")
     if diag.alibi:
         console.print(f"ALiBi: {diag.alibi['reading']}")

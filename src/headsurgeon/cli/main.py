@@ -23,9 +23,10 @@ SUBCOMMANDS = ("diagnose", "plan", "operate", "compare", "report", "study", "ext
 
 def _version(value: bool) -> None:
     if value:
-        from headsurgeon._version import SCHEMA_VERSION, __version__
+        from headsurgeon._version import DOCUMENT_VERSIONS, __version__
 
-        typer.echo(f"headsurgeon {__version__} (JSON schema {SCHEMA_VERSION})")
+        typer.echo(f"headsurgeon {__version__}")
+        typer.echo("document versions: " + ", ".join(f"{k} {v}" for k, v in DOCUMENT_VERSIONS.items()))
         raise typer.Exit()
 
 

@@ -20,7 +20,6 @@ from matplotlib.patches import Rectangle  # noqa: E402
 
 from headsurgeon.diagnosis.classes import count  # noqa: E402
 from headsurgeon.diagnosis.figures import heatmap_axes, histogram_axes, text_color_on  # noqa: E402
-
 from headsurgeon.figure_files import png_bytes as _png_bytes, save_figure  # noqa: E402
 
 from .compare import Comparison  # noqa: E402

@@ -9,12 +9,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-
-from headsurgeon.figure_files import save_figure  # noqa: E402
 from matplotlib.colors import ListedColormap, SymLogNorm, TwoSlopeNorm  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from headsurgeon.diagnosis.figures import heatmap_axes, text_color_on  # noqa: E402
+from headsurgeon.figure_files import save_figure  # noqa: E402
 
 from .dormancy import DORMANCY_CLASSES  # noqa: E402
 from .result import ExtremesResult  # noqa: E402

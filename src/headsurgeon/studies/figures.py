@@ -122,9 +122,8 @@ def render_figures(study: StudyResult) -> dict[str, bytes]:
 
 
 def save_figures(study: StudyResult, folder: str | Path, pngs: dict[str, bytes] | None = None) -> dict[str, Path]:
-    from headsurgeon.io import atomic_write_bytes
-
     from headsurgeon.figure_files import current_format, figure_bytes, figure_path
+    from headsurgeon.io import atomic_write_bytes
 
     folder = Path(folder)
     pngs = pngs or render_figures(study)

@@ -6,27 +6,26 @@ opening each manifest. The state is read from the files alone (nothing is loaded
 
 * ``finished``: the manifest says so and the final weights are there (``models/final`` for
   surgery, ``adapter/final.safetensors`` for a study's LoRA arm);
-* ``resumable``: the manifest says ``running`` (or a run was interrupted) and its last training
-  checkpoint, if any, is present: re-running the same command continues from it;
+* ``resumable``: the manifest says ``running`` (or a run was interrupted) and a training
+  checkpoint generation that matches its checksums is there (or none yet: the run restarts from
+  the stock evaluation): re-running the same command continues from it;
 * ``stopped``: training stopped itself (e.g. a NaN loss); the manifest says why;
 * ``damaged``: the manifest is unreadable or from another schema, a finished run lacks its final
-  model, or the checkpoint pointer names a missing folder.
+  weights, or no checkpoint generation matches its checksums.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from headsurgeon.errors import HeadsurgeonError
-from headsurgeon.io import read_json_document
 
-from .manifest import MANIFEST
+from .checkpoint import damage, generations
+from .folder import MANIFEST, RunFolder
+from .manifest import RunManifest, load_manifest
 
 STATES = ("finished", "resumable", "stopped", "damaged")
-#: Run kinds listed, and the file a finished run of each kind must hold.
-_FINAL = {"surgery_run": "models/final/config.json", "lora_run": "adapter/final.safetensors"}
 
 
 @dataclass(frozen=True)
@@ -47,48 +46,51 @@ class RunState:
         return asdict(self)
 
 
-def _checkpoint_step(run_dir: Path) -> tuple[int | None, str | None]:
-    """``(step of the last training checkpoint, problem)``."""
-    pointer = run_dir / "checkpoints" / "latest.json"
-    if not pointer.is_file():
-        return None, None
-    try:
-        doc = json.loads(pointer.read_text())
-        target = run_dir / "checkpoints" / doc["path"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None, "checkpoints/latest.json is unreadable"
-    if not target.is_dir():
-        return None, f"checkpoints/latest.json names {doc['path']}, which is missing"
-    return doc.get("step"), None
+def final_weights(folder: RunFolder, kind: str) -> Path:
+    """The file a finished run of ``kind`` must hold."""
+    return folder.adapter("final") if kind == "lora_run" else folder.model("final") / "config.json"
+
+
+def _resume_point(folder: RunFolder) -> tuple[int | None, str | None]:
+    """``(step of the newest intact checkpoint generation, problem)``; damaged newer ones are named."""
+    gens = generations(folder.checkpoints)
+    skipped = []
+    for g in gens:
+        why = damage(g)
+        if why is None:
+            note = f" (newer step {', '.join(skipped)} damaged: skipped)" if skipped else ""
+            return int(g.name[5:]), note or None
+        skipped.append(g.name[5:].lstrip("0") or "0")
+    if gens:
+        return None, f"no checkpoint generation is intact ({', '.join('step ' + s for s in skipped)})"
+    return None, None
 
 
 def run_state(run_dir: str | Path) -> RunState:
     """The state of one run folder (one holding ``manifest.json``)."""
-    run_dir = Path(run_dir)
+    folder = RunFolder(run_dir)
     try:
-        m = read_json_document(run_dir / MANIFEST)
+        m: RunManifest = load_manifest(folder)
     except HeadsurgeonError as exc:
-        return RunState(str(run_dir), "damaged", "unknown", str(exc).split(";")[0].replace(str(run_dir / MANIFEST), "manifest.json"))
-    kind = str(m.get("kind"))
-    if kind not in _FINAL:
-        return RunState(str(run_dir), "damaged", kind, f"manifest.json is a '{kind}' document, not a training run's")
-    cfg = m.get("config") or {}
-    hist = m.get("history") or []
-    base = dict(path=str(run_dir), kind=kind, model=(m.get("model") or {}).get("name"), targets=len((m.get("plan") or {}).get("targets", [])),
-                step=hist[-1]["step"] if hist else None, total_steps=cfg.get("max_steps"), updated=m.get("updated"))
-    status = str(m.get("status"))
-    step, problem = _checkpoint_step(run_dir)
-    if status == "finished":
-        if not (run_dir / _FINAL[kind]).is_file():
-            return RunState(state="damaged", detail=f"finished, but {_FINAL[kind]} is missing", **base)
-        held = (m.get("invariant") or {}).get("final", {}).get("held")
+        return RunState(str(folder.root), "damaged", "unknown", str(exc).split(";")[0].replace(str(folder.manifest), MANIFEST))
+    hist = m.history
+    base = dict(path=str(folder.root), kind=m.kind, model=m.model.get("name"), targets=len(m.plan.get("targets", [])),
+                step=hist[-1]["step"] if hist else None, total_steps=m.config.get("max_steps"), updated=m.updated)
+    if m.finished:
+        final = final_weights(folder, m.kind)
+        if not final.is_file():
+            return RunState(state="damaged", detail=f"finished, but {final.relative_to(folder.root)} is missing", **base)
+        if m.kind == "lora_run":  # no frozen-weights invariant to report: the base model is never written
+            return RunState(state="finished", detail="LoRA adapter written", **base)
+        held = (m.invariant or {}).get("final", {}).get("held")
         return RunState(state="finished", detail="invariant held" if held else "invariant VIOLATED", **base)
-    if status.startswith("stopped"):
-        return RunState(state="stopped", detail=status, **base)
-    if problem:
+    if m.status.startswith("stopped"):
+        return RunState(state="stopped", detail=m.status, **base)
+    step, problem = _resume_point(folder)
+    if step is None and problem:
         return RunState(state="damaged", detail=problem, **base)
-    where = f"from the step-{step} checkpoint" if step is not None else "from the start (no training checkpoint yet)"
-    return RunState(state="resumable", detail=f"status '{status}'; re-running its command resumes {where}", **base)
+    where = f"from the step-{step} checkpoint{problem or ''}" if step is not None else "from the start (no training checkpoint yet)"
+    return RunState(state="resumable", detail=f"status '{m.status}'; re-running its command resumes {where}", **base)
 
 
 def list_runs(folder: str | Path, *, max_depth: int = 4) -> list[RunState]:
