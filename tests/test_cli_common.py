@@ -8,9 +8,9 @@ import json
 import pytest
 
 from headsurgeon.cli.main import run
-from headsurgeon.surgery.listing import list_runs
 from headsurgeon.surgery.checkpoint import CHECKSUMS, FILES, _sha256
 from headsurgeon.surgery.folder import RunFolder
+from headsurgeon.surgery.listing import list_runs
 from headsurgeon.surgery.manifest import RunManifest, save_manifest
 
 
