@@ -44,15 +44,16 @@ CASES: dict[str, tuple[list[str], int, list[str], str, str | None]] = {
     "operate-gguf-truncated": (["operate", "{plan_llama}", "-m", "{truncgguf}"], 2, ["truncated"], EARLY, None),
     "extremes-gguf-truncated": (["extremes", "-m", "{truncgguf}"], 2, ["truncated"], EARLY, None),
     # ---- outputs: a directory, a file where a folder is wanted, read-only, full disk -------------
-    "plan-out-is-directory": (["plan", "{diag_llama}", "--top", "2", "-o", "{tmp}"], 2, ["is a directory"], EARLY, None),
+    # -o FOLDER writes FOLDER/plan.json (issue 15): what is refused is a plan.json there that is a directory
+    "plan-out-is-directory": (["plan", "{diag_llama}", "--top", "2", "-o", "{dir_plan}"], 2, ["is a directory"], EARLY, None),
     "plan-out-read-only": (["plan", "{diag_llama}", "--top", "2", "-o", "{tmp}/ro/plan.json"], 2, ["read-only"], EARLY, "erofs"),
     "plan-out-under-a-file": (["plan", "{diag_llama}", "--top", "2", "-o", "{afile}/plan.json"], 2, ["not a folder"], EARLY, None),
     "plan-disk-full": (["plan", "{diag_llama}", "--top", "2", "-o", "{tmp}/full/plan.json"], 1, ["no space left"], EARLY, "enospc"),
-    "toy-train-out-existing-file": (["toy", "train", "--steps", "2", "-o", "{afile}"], 2, ["existing file"], EARLY, None),
-    "toy-compare-out-existing-file": (["toy", "compare", "--steps", "2", "-o", "{afile}"], 2, ["existing file"], EARLY, None),
-    "toy-train-read-only": (["toy", "train", "--steps", "2", "-o", "{tmp}/ro-toy"], 2, ["read-only"], EARLY, "erofs"),
+    "toy-train-out-existing-file": (["toy", "train", "--max-steps", "2", "-o", "{afile}"], 2, ["existing file"], EARLY, None),
+    "toy-compare-out-existing-file": (["toy", "compare", "--max-steps", "2", "-o", "{afile}"], 2, ["existing file"], EARLY, None),
+    "toy-train-read-only": (["toy", "train", "--max-steps", "2", "-o", "{tmp}/ro-toy"], 2, ["read-only"], EARLY, "erofs"),
     "report-read-only": (["report", "{run}", "--fast", "-o", "{tmp}/ro-report/r.html"], 2, ["read-only"], EARLY, "erofs"),
-    "report-out-is-directory": (["report", "{run}", "--fast", "-o", "{tmp}"], 2, ["is a directory"], EARLY, None),
+    "report-out-is-directory": (["report", "{run}", "--fast", "-o", "{dir_report}"], 2, ["is a directory"], EARLY, None),
     "diagnose-disk-full": (["diagnose", "-m", "{llama}", "--prompts", "{good}", "-o", "{tmp}/full-diag"], 1, ["no space left"], LATE, "enospc"),
     "diagnose-read-only": (["diagnose", "-m", "{llama}", "-o", "{tmp}/ro-diag"], 2, ["read-only"], EARLY, "erofs"),
     "diagnose-out-existing-file": (["diagnose", "-m", "{llama}", "-o", "{afile}"], 2, ["existing file"], EARLY, None),
@@ -117,7 +118,7 @@ CASES: dict[str, tuple[list[str], int, list[str], str, str | None]] = {
     "toy-weight-decay-nan": (["toy", "train", "--set", "weight_decay=nan"], 2, ["weight_decay"], EARLY, None),
     "toy-lr-inf": (["toy", "compare", "--set", "lr=inf"], 2, ["lr must be a finite number"], EARLY, None),
     "toy-momentum-too-big": (["toy", "train", "--set", "momentum=1.5"], 2, ["momentum must be"], EARLY, None),
-    "toy-steps-zero": (["toy", "train", "--steps", "0"], 2, ["steps must be a whole number >= 1"], EARLY, None),
+    "toy-steps-zero": (["toy", "train", "--max-steps", "0"], 2, ["steps must be a whole number >= 1"], EARLY, None),
     "toy-attention-unknown": (["toy", "train", "--set", "attention=linear"], 2, ["attention must be one of"], EARLY, None),
     "toy-unknown-key": (["toy", "train", "--set", "learning_rate=1"], 2, ["unknown toy config key"], EARLY, None),
     "toy-int-word": (["toy", "train", "--set", "dim=wide"], 2, ["dim='wide'"], EARLY, None),
@@ -135,7 +136,7 @@ CASES: dict[str, tuple[list[str], int, list[str], str, str | None]] = {
     "compare-drift-nan": (["compare", "{diag_llama}", "{diag_llama2}", "--drift-threshold", "nan"], 2, ["--drift-threshold"], EARLY, None),
     "compare-drift-too-big": (["compare", "{diag_llama}", "{diag_llama2}", "--drift-threshold", "5"], 2, ["--drift-threshold must be"], EARLY, None),
     "extremes-margin-nan": (["extremes", "-m", "{llama}", "--margin", "nan"], 2, ["--margin"], EARLY, None),
-    "extremes-sink-threshold-too-big": (["extremes", "-m", "{llama}", "--sink-threshold", "1.5"], 2, ["--sink-threshold must be"], EARLY, None),
+    "extremes-sink-threshold-too-big": (["extremes", "-m", "{llama}", "--key-sink-threshold", "1.5"], 2, ["--key-sink-threshold must be"], EARLY, None),
     "extremes-metric-unknown": (["extremes", "-m", "{llama}", "--dormancy-metric", "entropy"], 2, ["--dormancy-metric must be one of"], EARLY, None),
     "extremes-head-out-of-range": (["extremes", "-m", "{llama}", "--head", "L9H0"], 2, ["L9H0 does not exist", "2 layers x 4 heads"], EARLY, None),
     "extremes-head-syntax": (["extremes", "-m", "{llama}", "--head", "head3"], 2, ["'head3' is not a head"], EARLY, None),
@@ -153,7 +154,7 @@ CASES: dict[str, tuple[list[str], int, list[str], str, str | None]] = {
     "diagnose-prompts-not-utf8": (["diagnose", "-m", "{llama}", "--prompts", "{latin1_corpus}"], 2, ["not UTF-8", "offset"], EARLY, None),
     "diagnose-prompts-directory": (["diagnose", "-m", "{llama}", "--prompts", "{tmp}"], 2, ["is a directory"], EARLY, None),
     "diagnose-prompts-jsonl-repeated-key": (["diagnose", "-m", "{llama}", "--prompts", "{dup_jsonl}"], 2, ["line 1", "repeated keys"], EARLY, None),
-    "report-prompts-not-utf8": (["report", "{run}", "--prompts", "{latin1_corpus}"], 2, ["not UTF-8"], EARLY, None),
+    "report-prompts-not-utf8": (["report", "{run}", "--generation-prompts", "{latin1_corpus}"], 2, ["not UTF-8"], EARLY, None),
     # ---- models ---------------------------------------------------------------------------------
     "diagnose-model-missing": (["diagnose", "-m", "{tmp}/no/such/model"], 2, ["does not exist"], EARLY, None),
     "diagnose-model-no-config": (["diagnose", "-m", "{noconfig}"], 2, ["has no config.json"], EARLY, None),
@@ -287,6 +288,9 @@ def inputs(tmp_path_factory, saved_tiny, tiny_factory, opt_saver):
                        "p_yaml_list": "- 1\n- 2\n", "p_pytag_yaml": "targets: !!python/object/apply:os.system [echo hi]\n"}.items():
         (tmp / f"{name}.yaml").write_text(text)
         v[name] = str(tmp / f"{name}.yaml")
+    for name, file in (("dir_plan", "plan.json"), ("dir_report", "report.html")):  # -o FOLDER whose target name is a folder
+        (tmp / name / file).mkdir(parents=True)
+        v[name] = str(tmp / name)
     (tmp / "p_latin1.json").write_bytes(b'{"kind": "plan", "rules": ["caf\xe9"], "targets": {"0": [1]}}')
     v["p_latin1"] = str(tmp / "p_latin1.json")
     # GGUF files: not GGUF, empty, truncated (the real default model cut in half, or a fake header), bad version

@@ -48,7 +48,8 @@ class ExtremesSettings:
         this and the number of heads set the run time; raise both on a faster machine.
     """
 
-    sink_threshold: float = option(0.3, "a key position is a sink of a head when the mean attention it receives exceeds this", above=0, below=1)
+    sink_threshold: float = option(0.3, "a key position is a sink of a head when the mean attention it receives exceeds this", above=0, below=1,
+                                   flag="--key-sink-threshold")
     min_visible_queries: int = option(4, "ignore key positions seen by fewer queries", integer=True, min=1)
     sink_head_fraction: float = option(0.1, "a position is a sink token of the prompt when at least this fraction of all heads sink on it", above=0, below=1)
     dormant_threshold: float = option(0.5, "a head is dormant on a domain when its metric (mean over the domain) exceeds this", above=0, below=1)
