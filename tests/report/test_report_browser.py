@@ -118,7 +118,7 @@ def _text(fragment: str) -> str:
 def test_chromium_top_of_page_answers_did_it_work(full_report, tmp_path):
     """The first thing on the rendered page: headline figures for both held-out distributions
     with their changes (absolute and percent), and the sentence on what one run can show."""
-    dom = _chromium(tmp_path, "--dump-dom", full_report.html_path.resolve().as_uri()).stdout.decode("utf-8")
+    dom = _chromium(tmp_path, "--dump-dom", full_report.html_path.resolve().as_uri())[0].decode("utf-8")
     start = dom.index('<div id="summary">')
     assert start < dom.index("<nav>") and start < dom.index("<section")
     assert 'class="note"' not in dom[:start]  # no note above the answer
