@@ -64,7 +64,7 @@ def test_operate_help_shows_preset_defaults():
     from headsurgeon.cli.main import app
 
     params = {p.name: p for p in typer.main.get_command(app).commands["operate"].params}
-    assert params["lr"].help.endswith("[preset default: paper 5e-05 · cpu 0.001 · tiny 0.01]")
+    assert params["lr"].help.endswith("Preset defaults: paper 5e-05 · cpu 0.001 · tiny 0.01.")
     assert "paper none · cpu 200 · tiny 12" in params["max_steps"].help
     assert params["preset"].default == "auto" and "dry_run" in params
 

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from .common import dpi_option, emit_json, format_option, json_option, quiet_for_json, threads_option
+from .config_options import apply_overrides, config_fields, config_options
 from .display import console
 
 
@@ -26,8 +27,34 @@ def _g(x, fmt: str = ".4g") -> str:
     return "n/a" if x is None else format(x, fmt)
 
 
+def _training_presets() -> dict:
+    from headsurgeon.studies.settings import STUDY_PRESETS
+
+    return {name: settings.training for name, settings in STUDY_PRESETS.items()}
+
+
+def _study_presets() -> dict:
+    from headsurgeon.studies.settings import STUDY_PRESETS
+
+    return STUDY_PRESETS
+
+
+#: Training fields a study sets itself: the seed per run (``--seeds``), re-initialisation per arm.
+STUDY_OWNED = ("seed", "reinitialise")
+#: Study fields with options of their own (``--threads`` is shared by every computing command).
+STUDY_SHARED = ("threads",)
+
+
 def register(app: typer.Typer) -> None:
+    from headsurgeon.studies.settings import StudySettings
+    from headsurgeon.surgery.config import SurgeryConfig
+
     @app.command("study")
+    @config_options(StudySettings, config_fields(StudySettings, exclude=STUDY_SHARED), into="study_fields", presets=_study_presets,
+                    panel="Study settings")
+    @config_options(SurgeryConfig, config_fields(SurgeryConfig, exclude=STUDY_OWNED), into="training", presets=_training_presets,
+                    panel="Training settings (every training arm)",
+                    notes={"patience": "Arms of a seed that stop early are then continued to the same budget."})
     def study_cmd(
         model: Optional[str] = typer.Option(None, "--model", "-m", help="Model (default: built-in SmolLM2-135M)."),
         out: Path = typer.Option(Path("out/study"), "--out", "-o", help="Study folder (re-running the same command resumes; finished runs are reused)."),
@@ -35,37 +62,23 @@ def register(app: typer.Typer) -> None:
                                                    "(a tiny random Llama unless --model is given: tries the pipeline, measures nothing real)."),
         arms: Optional[str] = typer.Option(None, help="Comma-separated arms: surgery,no_reinit,random_healthy,extended,lora (stock always runs)."),
         seeds: Optional[str] = typer.Option(None, help="Comma-separated seeds (default 0,1,2)."),
-        targets: Optional[int] = typer.Option(None, help="Number of target heads."),
-        target_rule: Optional[str] = typer.Option(None, help="collapsed (most collapsed heads) or top (highest BOS mass, any class)."),
         extra_column: Optional[str] = typer.Option(None, help="Extended arm: head column(s) to add, e.g. 5 (default: the column with most healthy heads)."),
-        corpus: Optional[str] = typer.Option(None, help="Training text (file, folder, .jsonl, python-docs, fortunes, ...)."),
-        other_corpus: Optional[str] = typer.Option(None, help="Different-distribution held-out text ('none' to skip)."),
-        max_steps: Optional[int] = typer.Option(None, help="Optimizer steps per training run (with --patience: the cap, over which the LR schedule is defined)."),
-        patience: Optional[int] = typer.Option(None, help="Early stopping: stop an arm after N evaluations without a better held-out PPL; arms of a seed are then continued to the same budget."),
-        eval_every: Optional[int] = typer.Option(None, help="Evaluate every N steps."),
-        lr: Optional[float] = typer.Option(None, help="Learning rate (every training arm)."),
-        seq_len: Optional[int] = typer.Option(None, help="Tokens per sequence."),
         fmt: str = format_option(),
         dpi: Optional[int] = dpi_option(),
         threads: Optional[int] = threads_option(),
         as_json: bool = json_option(),
         progress: bool = typer.Option(True, help="Show progress."),
+        training: Optional[dict] = None,
+        study_fields: Optional[dict] = None,
     ) -> None:
         """Run surgery and its controls (no re-init, random healthy heads, extended, matched LoRA) over seeds; verdicts with CIs."""
-        from dataclasses import replace
-
         from headsurgeon.studies import run_study, study_preset
 
         quiet_for_json(as_json)
         settings = study_preset(preset)
-        training = settings.training.with_(corpus=corpus, max_steps=max_steps, patience=patience, eval_every=eval_every, lr=lr, seq_len=seq_len)
-        if other_corpus is not None:
-            training = replace(training, other_corpus=None if other_corpus.lower() == "none" else other_corpus)
-        settings = settings.with_(
-            training=training, seeds=_ints(seeds, "seeds"), n_targets=targets, target_rule=target_rule,
-            extra_columns=_ints(extra_column, "extra-column"), threads=threads,
-            arms=tuple(a.strip() for a in arms.split(",")) if arms else None,
-        )
+        settings = apply_overrides(settings, {**study_fields, "training": apply_overrides(settings.training, training)})
+        settings = settings.with_(seeds=_ints(seeds, "seeds"), extra_columns=_ints(extra_column, "extra-column"), threads=threads,
+                                  arms=tuple(a.strip() for a in arms.split(",")) if arms else None)
         source = model
         if model is None and preset == "tiny":  # "tiny" means tiny: a random 2-layer model, not SmolLM2 on a tiny budget
             from headsurgeon.models import wrap_model

@@ -1,19 +1,20 @@
-"""Surgery: plans, trainable surgical slices, the training loop, checkpoints and the invariant."""
+"""Surgery: plans, trainable surgical slices, the training loop, checkpoints and the invariant.
 
-from .config import PRESETS, SurgeryConfig, auto_preset, preset
-from .estimate import RunEstimate, estimate
-from .folder import RunFolder
-from .manifest import RunManifest
-from .operate import SliceTraining, operate, verify_model_dir
-from .passes import best_diagnosis, best_model_dir, next_pass_plan
-from .plan import GQA_MODES, SurgeryPlan
-from .rules import make_plan, parse_head, parse_range
-from .slices import SurgicalSlices, surgical_regions
-from .training_run import RunInterrupted, SurgeryResult, Trainable, run_training
+Names are imported on first use (:mod:`headsurgeon.lazy`): reading a preset or the
+configuration's fields (the CLI's option help) does not import torch.
+"""
 
-__all__ = [
-    "GQA_MODES", "PRESETS", "RunEstimate", "RunFolder", "RunInterrupted", "RunManifest", "SliceTraining", "SurgeryConfig",
-    "SurgeryPlan", "SurgeryResult", "SurgicalSlices", "Trainable", "auto_preset", "best_diagnosis", "best_model_dir", "estimate",
-    "make_plan", "next_pass_plan", "operate", "parse_head", "parse_range", "preset", "run_training", "surgical_regions",
-    "verify_model_dir",
-]
+from headsurgeon.lazy import lazy_package
+
+lazy_package(__name__, {
+    "PRESETS": ".config", "SurgeryConfig": ".config", "auto_preset": ".config", "preset": ".config",
+    "RunEstimate": ".estimate", "estimate": ".estimate",
+    "RunFolder": ".folder",
+    "RunManifest": ".manifest",
+    "SliceTraining": ".operate", "operate": ".operate", "verify_model_dir": ".operate",
+    "best_diagnosis": ".passes", "best_model_dir": ".passes", "next_pass_plan": ".passes",
+    "GQA_MODES": ".plan", "SurgeryPlan": ".plan",
+    "make_plan": ".rules", "parse_head": ".rules", "parse_range": ".rules",
+    "SurgicalSlices": ".slices", "surgical_regions": ".slices",
+    "RunInterrupted": ".training_run", "SurgeryResult": ".training_run", "Trainable": ".training_run", "run_training": ".training_run",
+})
