@@ -23,8 +23,9 @@ DOCUMENT_VERSIONS: dict[str, str] = {
     "training_state": "1.0",  # state.json of a checkpoint generation
     # 2.0: typed manifest with the input weights' digest; checksummed, pickle-free checkpoints.
     # 2.1: stopping (early stopping, budgets), stock.reused_from, resumed[].to_budget.
-    "surgery_run": "2.1",
-    "lora_run": "2.1",
+    # 2.2: dtype (frozen weights held in bf16 / fp16 with --dtype).
+    "surgery_run": "2.2",
+    "lora_run": "2.2",
 }
 
 #: The diagnosis layout's version (kept under its old name for readers of ``headsurgeon.SCHEMA_VERSION``).

@@ -33,7 +33,7 @@ def test_perplexity_trajectory_reads_the_manifest(tmp_path):
     assert t["points"]["after re-initialisation"] == {"step": 0, "train": 10.0, "heldout": 11.0}
     assert t["points"]["best"] == {"step": 8, "train": 8.0, "heldout": 10.0}
     assert t["points"]["final"] == {"step": 8, "train": 8.0, "heldout": 10.0}
-    m = {**run.manifest, "status": "running", "best": None}
+    m = {**run.manifest.to_dict(), "status": "running", "best": None}
     assert "latest" in perplexity_trajectory(m)["points"] and "best" not in perplexity_trajectory(m)["points"]
 
 

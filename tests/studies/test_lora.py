@@ -77,7 +77,7 @@ def test_a_lora_run_folder_opens_in_compare_and_report_readers(study_corpus, tmp
     cfg = preset("tiny").with_(corpus=str(study_corpus), max_steps=4, eval_every=2)
     res = train_lora(tiny_lm(), PLAN, out_dir=tmp_path / "lora", config=cfg, progress=False)
     run = load_run(res.run_dir)
-    assert run.manifest["kind"] == "lora_run" and [p.step for p in run.eval_points()] == [0, 2, 4]
+    assert run.manifest.kind == "lora_run" and [p.step for p in run.eval_points()] == [0, 2, 4]
     c = compare([res.run_dir])
     assert c.labels[0] == "stock" and len(c.labels) == 4
     assert perplexity_trajectory(run.manifest)["points"]

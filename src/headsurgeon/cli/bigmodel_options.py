@@ -17,6 +17,14 @@ MAX_MEMORY = typer.Option(None, "--max-memory", help="With --device-map: per-dev
 OFFLOAD_FOLDER = typer.Option(None, "--offload-folder", help="With --device-map: folder for weights offloaded to disk.")
 
 
+def placement_option(device_map: str | None, max_memory: str | None, offload_folder: Path | None):
+    """The :class:`~headsurgeon.models.placement.Placement` of ``--device-map`` / ``--max-memory`` /
+    ``--offload-folder`` (``None``: the whole model on ``--device``); bad values are one-line errors."""
+    from headsurgeon.models.placement import placement_from_options
+
+    return placement_from_options(device_map, max_memory, offload_folder)
+
+
 def big_model_kwargs(stream: bool | None, activation_budget: str, device_map: str | None, max_memory: str | None,
                      offload_folder: Path | None) -> dict:
     """``stream``, ``activation_budget`` and ``placement`` for :func:`~headsurgeon.diagnose` / :func:`~headsurgeon.run_extremes`."""

@@ -12,5 +12,8 @@ def device_option():
     return typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps, or auto (layers spread over all GPUs by accelerate's device_map).")
 
 
-def dtype_option():
+def dtype_option(*, training: bool = False):
+    if training:
+        return typer.Option("fp32", "--dtype", help="The frozen weights' dtype: fp32 (default), bf16, or fp16 (with --allow-fp16); the "
+                                                    "trained slices stay fp32 master copies. --precision sets the autocast of the training step.")
     return typer.Option("fp32", "--dtype", help="Weights and activations: fp32 (default), bf16 or fp16.")

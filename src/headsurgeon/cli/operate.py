@@ -7,9 +7,11 @@ from typing import Optional
 
 import typer
 
+from .bigmodel_options import DEVICE_MAP, MAX_MEMORY, OFFLOAD_FOLDER, placement_option
 from .common import emit_json, json_option, quiet_for_json, set_threads, threads_option
 from .config_options import apply_overrides, config_fields, config_options
 from .display import console
+from .model_options import device_option, dtype_option
 
 
 def _presets() -> dict:
@@ -33,6 +35,11 @@ def register(app: typer.Typer) -> None:
         allow_other_model: bool = typer.Option(False, "--allow-other-model", help="Apply a plan made for another model (family, shape or weights differ)."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Load the model, measure one training step and one evaluation, print trainable parameters, "
                                                               "steps, tokens, time and memory, then exit (writes nothing)."),
+        device: str = device_option(),
+        dtype: str = dtype_option(training=True),
+        device_map: Optional[str] = DEVICE_MAP,
+        max_memory: Optional[str] = MAX_MEMORY,
+        offload_folder: Optional[Path] = OFFLOAD_FOLDER,
         threads: Optional[int] = threads_option(),
         as_json: bool = json_option(),
         progress: bool = typer.Option(True, help="Show a progress bar."),
@@ -48,17 +55,18 @@ def register(app: typer.Typer) -> None:
             preset, why = auto_preset()
             console.print(f"preset: {preset} ({why})", highlight=False)
         cfg = apply_overrides(get_preset(preset), training)
+        loading = {"device": device, "dtype": dtype, "placement": placement_option(device_map, max_memory, offload_folder)}
         if dry_run:
             from headsurgeon.surgery import estimate
 
-            est = estimate(model, plan, cfg, preset=preset, progress=progress, allow_other_model=allow_other_model)
+            est = estimate(model, plan, cfg, preset=preset, progress=progress, allow_other_model=allow_other_model, **loading)
             if as_json:
                 emit_json({"kind": "surgery_estimate", **est.to_dict()})
             for line in est.lines():
                 console.print(line, highlight=False)
             return
         try:
-            result = operate(model, plan, out_dir=out, config=cfg, progress=progress, allow_other_model=allow_other_model)
+            result = operate(model, plan, out_dir=out, config=cfg, progress=progress, allow_other_model=allow_other_model, **loading)
         except RunInterrupted as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(130) from None

@@ -8,13 +8,18 @@ from typing import Optional
 
 import typer
 
+from .bigmodel_options import DEVICE_MAP, MAX_MEMORY, OFFLOAD_FOLDER, placement_option
 from .common import emit_json, json_option, quiet_for_json, set_threads, threads_option
+from .config_options import apply_overrides, config_fields, config_options
 from .display import console
 from .model_options import device_option, dtype_option
 
 
 def register(app: typer.Typer) -> None:
+    from headsurgeon.report.options import ReportOptions
+
     @app.command("report")
+    @config_options(ReportOptions, config_fields(ReportOptions), into="settings", panel="Report settings")
     def report_cmd(
         run_dir: Path = typer.Argument(..., help="Run folder written by `headsurgeon operate` (finished or still running)."),
         out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder to write report.html and report.json in (default RUN_DIR), or an .html file (its .json goes beside it)."),
@@ -25,13 +30,6 @@ def register(app: typer.Typer) -> None:
         stock_model: Optional[str] = typer.Option(None, help="Stock model folder (default: the model the run was made from)."),
         generation_prompts: Optional[Path] = typer.Option(None, "--generation-prompts", help="Prompts to generate from: blank-line separated text or JSONL with 'text' (default: built-in set)."),
         old_prompts: Optional[Path] = typer.Option(None, "--prompts", hidden=True, help="Deprecated spelling of --generation-prompts."),
-        seed: int = typer.Option(0, help="Sampling seed (the same for every checkpoint)."),
-        temperature: float = typer.Option(0.7, help="Sampling temperature."),
-        top_p: float = typer.Option(0.92, help="Nucleus sampling threshold."),
-        max_new_tokens: int = typer.Option(100, help="New tokens per generation."),
-        ablation_sequences: int = typer.Option(4, help="Held-out sequences per ablation pass."),
-        ablation_heads: int = typer.Option(6, help="Heads per group ablated one at a time."),
-        drift_threshold: float = typer.Option(0.05, help="A head drifts when |delta BOS mass| is above this."),
         reuse: bool = typer.Option(True, help="Reuse generations / dormancy / ablation cached in RUN_DIR/evaluation when settings match."),
         study: Optional[Path] = typer.Option(None, "--study", help="Add the verdicts and figures of a `headsurgeon study` folder as a section."),
         threads: Optional[int] = threads_option(),
@@ -39,6 +37,10 @@ def register(app: typer.Typer) -> None:
         progress: bool = typer.Option(True, help="Show progress bars."),
         device: str = device_option(),
         dtype: str = dtype_option(),
+        device_map: Optional[str] = DEVICE_MAP,
+        max_memory: Optional[str] = MAX_MEMORY,
+        offload_folder: Optional[Path] = OFFLOAD_FOLDER,
+        settings: Optional[dict] = None,
     ) -> None:
         """Write report.html (figures embedded, opens offline) and report.json with every number in it."""
         from headsurgeon.prompts import read_prompt_file
@@ -51,13 +53,14 @@ def register(app: typer.Typer) -> None:
             typer.echo("warning: --prompts is deprecated here (it reads like diagnose --prompts); use --generation-prompts", err=True)
         if out is not None and out.suffix.lower() not in (".html", ".htm"):
             out = out / "report.html"
-        opts = ReportOptions(
+        placement = placement_option(device_map, max_memory, offload_folder)
+        opts = apply_overrides(ReportOptions(
             generations=generations and not fast, dormancy=dormancy and not fast, ablation=ablation and not fast,
             stock_model=stock_model, generation_prompts=tuple(p.text for p in read_prompt_file(prompts)) if prompts else None,
-            seed=seed, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, ablation_sequences=ablation_sequences,
-            ablation_per_group=ablation_heads, drift_threshold=drift_threshold, reuse=reuse,
-            study=str(study) if study else None, dtype=dtype, device=device,
-        )
+            reuse=reuse, study=str(study) if study else None, dtype=dtype, device=device,
+            **({} if placement is None else {"device_map": placement.device_map, "max_memory": placement.max_memory,
+                                             "offload_folder": placement.offload_folder}),
+        ), settings)
         report = build_report(run_dir, out=out, options=opts, progress=progress)
         d = report.data
         if as_json:

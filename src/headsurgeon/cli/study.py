@@ -7,9 +7,11 @@ from typing import Optional
 
 import typer
 
+from .bigmodel_options import DEVICE_MAP, MAX_MEMORY, OFFLOAD_FOLDER, placement_option
 from .common import dpi_option, emit_json, format_option, json_option, quiet_for_json, threads_option
 from .config_options import apply_overrides, config_fields, config_options
 from .display import console
+from .model_options import device_option, dtype_option
 
 
 def _ints(text: Optional[str], what: str) -> Optional[tuple[int, ...]]:
@@ -65,6 +67,11 @@ def register(app: typer.Typer) -> None:
         extra_column: Optional[str] = typer.Option(None, help="Extended arm: head column(s) to add, e.g. 5 (default: the column with most healthy heads)."),
         fmt: str = format_option(),
         dpi: Optional[int] = dpi_option(),
+        device: str = device_option(),
+        dtype: str = dtype_option(training=True),
+        device_map: Optional[str] = DEVICE_MAP,
+        max_memory: Optional[str] = MAX_MEMORY,
+        offload_folder: Optional[Path] = OFFLOAD_FOLDER,
         threads: Optional[int] = threads_option(),
         as_json: bool = json_option(),
         progress: bool = typer.Option(True, help="Show progress."),
@@ -79,19 +86,23 @@ def register(app: typer.Typer) -> None:
         settings = apply_overrides(settings, {**study_fields, "training": apply_overrides(settings.training, training)})
         settings = settings.with_(seeds=_ints(seeds, "seeds"), extra_columns=_ints(extra_column, "extra-column"), threads=threads,
                                   arms=tuple(a.strip() for a in arms.split(",")) if arms else None)
+        placement = placement_option(device_map, max_memory, offload_folder)
         source = model
         if model is None and preset == "tiny":  # "tiny" means tiny: a random 2-layer model, not SmolLM2 on a tiny budget
             from headsurgeon.models import wrap_model
+            from headsurgeon.models.loading import parse_dtype
             from headsurgeon.models.tiny import tiny_model_and_tokenizer
 
             def source():
-                return wrap_model(*tiny_model_and_tokenizer("llama", seed=0))
+                lm = wrap_model(*tiny_model_and_tokenizer("llama", seed=0))
+                lm.model.to(parse_dtype(dtype))  # --dtype applies to the built-in tiny model too
+                return lm
 
             console.print("preset tiny: a tiny random Llama model (2 layers x 4 heads); pass --model for a real one", highlight=False)
         from headsurgeon.figure_files import figure_format
 
         with figure_format(fmt, dpi):
-            study = run_study(source, out_dir=out, settings=settings, progress=progress)
+            study = run_study(source, out_dir=out, settings=settings, progress=progress, device=device, dtype=dtype, placement=placement)
         if as_json:
             emit_json(study.to_dict())
             return

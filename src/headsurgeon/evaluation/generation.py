@@ -73,9 +73,10 @@ def generate_side_by_side(
     progress: bool = True,
     dtype: str = "fp32",
     device: str = "cpu",
+    placement=None,
 ) -> Generations:
     """Sample a completion of every prompt from every checkpoint (``label -> model folder``),
-    each loaded by :func:`headsurgeon.load_model` with ``dtype`` and ``device``."""
+    each loaded by :func:`headsurgeon.load_model` with ``dtype``, ``device`` and ``placement``."""
     import time
 
     from tqdm.auto import tqdm
@@ -92,7 +93,7 @@ def generate_side_by_side(
         folder = Path(folder)
         if not (folder / "config.json").is_file():
             raise HeadsurgeonError(f"{folder} is not a save_pretrained model folder (no config.json); pass a checkpoint folder")
-        loaded = load_model(str(folder), progress=progress, dtype=dtype, device=device)
+        loaded = load_model(str(folder), progress=progress, dtype=dtype, device=device, placement=placement)
         model, tok = loaded.model, loaded.tokenizer
         eos = tok.eos_token_id
         pad = tok.pad_token_id if tok.pad_token_id is not None else eos

@@ -14,7 +14,7 @@ from pathlib import Path
 from headsurgeon.diagnosis import Diagnosis
 from headsurgeon.errors import HeadsurgeonError
 from headsurgeon.surgery.folder import MANIFEST, RunFolder
-from headsurgeon.surgery.manifest import load_manifest
+from headsurgeon.surgery.manifest import RunManifest, load_manifest
 from headsurgeon.surgery.plan import SurgeryPlan
 
 
@@ -30,10 +30,10 @@ class Point:
 
 @dataclass
 class RunRecord:
-    """A run folder as the readers see it: manifest (as a dict), plan and the evaluations that have a diagnosis."""
+    """A run folder as the readers see it: its typed manifest, plan and the evaluations that have a diagnosis."""
 
     run_dir: Path
-    manifest: dict
+    manifest: RunManifest
     plan: SurgeryPlan
     evals: list[dict] = field(default_factory=list)  # history rows with a diagnosis file
 
@@ -43,10 +43,10 @@ class RunRecord:
 
     @property
     def finished(self) -> bool:
-        return self.manifest.get("status") == "finished"
+        return self.manifest.finished
 
     def stock_point(self) -> Point:
-        stock = self.manifest.get("stock") or {}
+        stock = self.manifest.stock or {}
         rel = stock.get("diagnosis")
         if not rel:
             raise HeadsurgeonError(f"run {self.run_dir} has no stock diagnosis; it was run with diagnose_every_eval off")
@@ -75,9 +75,9 @@ def load_run(run_dir: str | Path) -> RunRecord:
     if not is_run_dir(run_dir):
         raise HeadsurgeonError(f"{run_dir} is not a surgery run folder (no {MANIFEST}); pass the --out folder of `headsurgeon operate`")
     folder = RunFolder(run_dir)
-    manifest = load_manifest(folder).to_dict()
-    plan = SurgeryPlan.from_dict(manifest["plan"])
-    evals = sorted((r for r in manifest["history"] if r.get("diagnosis")), key=lambda r: r["step"])
+    manifest = load_manifest(folder)
+    plan = SurgeryPlan.from_dict(manifest.plan)
+    evals = sorted((r for r in manifest.history if r.get("diagnosis")), key=lambda r: r["step"])
     evals = [r for r in evals if folder.resolve(r["diagnosis"]).is_file()]
     return RunRecord(run_dir, manifest, plan, evals)
 

@@ -13,12 +13,17 @@ SETS = ("train", "heldout", "other")
 SET_LABELS = {"train": "training corpus", "heldout": "held-out, same distribution", "other": "held-out, other distribution"}
 
 
-def perplexity_trajectory(manifest: dict) -> dict:
+def perplexity_trajectory(manifest) -> dict:
     """``{steps, epochs, tokens, series: {set: [ppl per evaluation]}, stock: {set: ppl}, best, points}``.
+
+    ``manifest``: a :class:`~headsurgeon.surgery.manifest.RunManifest` (what
+    :func:`~.inputs.load_run` gives) or its dict.
 
     ``points`` names the rows a reader asks about first: stock, right after re-initialisation,
     best and final (the last evaluation), each with its perplexities.
     """
+    if not isinstance(manifest, dict):
+        manifest = manifest.to_dict()
     rows = sorted(manifest.get("history", []), key=lambda r: r["step"])
     stock = manifest.get("stock") or {}
     present = [s for s in SETS if any(f"{s}_ppl" in r for r in rows) or f"{s}_ppl" in stock]

@@ -1,6 +1,9 @@
-"""The HTML report of a surgery run: one self-contained file plus ``report.json`` beside it."""
+"""The HTML report of a surgery run: one self-contained file plus ``report.json`` beside it.
 
-from .build import Report, ReportOptions, build_report
-from .page import render_html
+Names are imported on first use (:mod:`headsurgeon.lazy`): the CLI reads :class:`ReportOptions`'
+fields without importing torch.
+"""
 
-__all__ = ["Report", "ReportOptions", "build_report", "render_html"]
+from headsurgeon.lazy import lazy_package
+
+lazy_package(__name__, {"Report": ".build", "ReportOptions": ".options", "build_report": ".build", "render_html": ".page"})

@@ -30,36 +30,10 @@ from headsurgeon.evaluation.generation import GenerationSettings
 from headsurgeon.evaluation.inputs import load_run
 from headsurgeon.evaluation.trajectory import perplexity_trajectory
 from headsurgeon.io import atomic_write_text, check_output_file, envelope
-from headsurgeon.options import check_fields, option
 
 from . import pieces
+from .options import ReportOptions
 from .summary import summarise
-
-
-@dataclass(frozen=True)
-class ReportOptions:
-    """What to compute. The three model-loading pieces can be skipped for a fast report."""
-
-    generations: bool = True
-    dormancy: bool = True
-    ablation: bool = True
-    stock_model: str | None = None  # stock model folder / spec (default: the run manifest's model source)
-    generation_prompts: tuple[str, ...] | None = None  # default: evaluation.generation.DEFAULT_GENERATION_PROMPTS
-    seed: int = option(0, "sampling seed (the same for every checkpoint)", integer=True, min=0)
-    temperature: float = option(0.7, "sampling temperature", above=0)
-    top_p: float = option(0.92, "nucleus sampling threshold", above=0, max=1)
-    max_new_tokens: int = option(100, "new tokens per generation", integer=True, min=1)
-    ablation_sequences: int = option(4, "held-out sequences per ablation pass", integer=True, min=1)
-    ablation_per_group: int = option(6, "heads ablated one at a time per group", integer=True, min=1, flag="--ablation-heads")
-    dormancy_threshold: float = option(0.01, "an MLP neuron is dormant when ||up|| x ||down|| is below this", above=0)
-    drift_threshold: float = option(0.05, "a head drifts when |delta BOS mass| is above this", above=0, below=1)
-    reuse: bool = True  # reuse pieces cached in RUN/evaluation/ when their settings match
-    study: str | None = None  # a `headsurgeon study` folder (or its study.json) to add as a section
-    dtype: str = "fp32"  # fp32 | bf16 | fp16 for the model-loading pieces
-    device: str = "cpu"  # cpu | cuda[:N] | mps | auto, for the model-loading pieces
-
-    def __post_init__(self):
-        check_fields(self)  # before any model is loaded
 
 
 @dataclass
@@ -95,7 +69,7 @@ def _run_section(run) -> dict:
     m = run.manifest
     keys = ("status", "fingerprint", "created", "updated", "model", "versions", "config", "corpus", "other_corpus", "plan", "stock",
             "outcome", "timing", "invariant", "best", "trainable_parameters", "resumed")
-    return {"dir": str(run.run_dir), **{k: m.get(k) for k in keys}}
+    return {"dir": str(run.run_dir), **{k: getattr(m, k) for k in keys}}
 
 
 def build_report(
@@ -112,12 +86,12 @@ def build_report(
     check_output_file(out if out else run.run_dir / "report.html")  # a read-only place fails before any model loads
     notes: list[str] = []
     if not run.finished:
-        notes.append(f"the run's status is '{run.manifest.get('status')}': this report shows its evaluations so far")
+        notes.append(f"the run's status is '{run.manifest.status}': this report shows its evaluations so far")
     traj = perplexity_trajectory(run.manifest)
     comparison = None
     if not run.evals:
         notes.append("the run has no evaluation with a diagnosis yet: no drift comparison")
-    elif not (run.manifest.get("stock") or {}).get("diagnosis"):
+    elif not (run.manifest.stock or {}).get("diagnosis"):
         notes.append("the run kept no stock diagnosis (diagnose_every_eval was off): no drift comparison and no ablation groups")
     else:
         comparison = compare([run.run_dir], drift_threshold=opts.drift_threshold)
@@ -148,6 +122,11 @@ def build_report(
             return {"skipped": f"failed: {exc}"}
 
     placement = {"dtype": opts.dtype, "device": opts.device}
+    if opts.device_map is not None:
+        from headsurgeon.models.placement import Placement
+
+        placement["placement"] = Placement(device_map=opts.device_map, max_memory=dict(opts.max_memory or {}),
+                                           offload_folder=opts.offload_folder)
     gen_settings = GenerationSettings(seed=opts.seed, temperature=opts.temperature, top_p=opts.top_p, max_new_tokens=opts.max_new_tokens)
     prompts = list(opts.generation_prompts) if opts.generation_prompts else None
     generations = piece(opts.generations, "generations",
@@ -161,7 +140,7 @@ def build_report(
     if opts.ablation and stock is None and "skipped" not in ablation:
         notes.append("head ablation shows the repaired model only (no stock model to compare with)")
 
-    best_step = (run.manifest.get("best") or {}).get("step")
+    best_step = (run.manifest.best or {}).get("step")
     figures = _figures(comparison, traj, best_step) if comparison else {}
     if not figures and traj["steps"]:
         figures["perplexity"] = (png_bytes(perplexity_figure(traj)), "Perplexity per text set at every evaluation.")
@@ -169,7 +148,7 @@ def build_report(
         **envelope("report"),
         "options": asdict(opts),
         "run": _run_section(run),
-        "history": run.manifest.get("history", []),
+        "history": run.manifest.history,
         "perplexity": traj,
         "comparison": comparison.to_dict() if comparison else None,
         "generations": generations, "dormancy": dormancy, "ablation": ablation,

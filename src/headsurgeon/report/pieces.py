@@ -30,7 +30,7 @@ def checkpoints(run: RunRecord, stock: Path | None) -> dict[str, Path]:
     if stock is not None:
         out["stock"] = stock
     m, folder = run.manifest, run.folder
-    best = m.get("best")
+    best = m.best
     last_step = run.evals[-1]["step"] if run.evals else None
     final_ok = run.finished and (folder.model("final") / "config.json").is_file()
     if best and (folder.model("best") / "config.json").is_file():
@@ -50,7 +50,7 @@ def stock_folder(run: RunRecord, spec: str | None) -> tuple[Path | None, str | N
         if not (folder / "config.json").is_file():
             raise HeadsurgeonError(f"--stock-model {spec} is not a local model folder (no config.json); pass the folder the run was made from")
         return folder, None
-    source = run.manifest.get("model", {}).get("source")
+    source = run.manifest.model.get("source")
     if not source or source == "in-memory":
         return None, "the run was made from an in-memory model; pass --stock-model FOLDER to include the stock model"
     try:
@@ -91,7 +91,7 @@ CACHE_VERSION = 2
 
 
 def _key(run: RunRecord, models: dict[str, Path], **settings) -> dict:
-    return {"cache_version": CACHE_VERSION, "run_updated": run.manifest.get("updated"), "models": {k: str(v) for k, v in models.items()},
+    return {"cache_version": CACHE_VERSION, "run_updated": run.manifest.updated, "models": {k: str(v) for k, v in models.items()},
             **settings}
 
 
@@ -109,7 +109,9 @@ DEFAULT_PLACEMENT = {"dtype": "fp32", "device": "cpu"}
 
 def _placement_key(placement: dict) -> dict:
     """Cache-key entries: the default placement adds none, so caches made before the option stay valid."""
-    return {} if placement == DEFAULT_PLACEMENT else {"placement": dict(placement)}
+    if placement == DEFAULT_PLACEMENT:
+        return {}
+    return {"placement": {k: v.to_dict() if hasattr(v, "to_dict") else v for k, v in placement.items()}}
 
 
 def _load(folder: Path, placement: dict | None = None) -> LoadedModel:
@@ -125,9 +127,9 @@ def dormancy_piece(run: RunRecord, models: dict[str, Path], threshold: float, *,
 
 def heldout_sequences(run: RunRecord, tokenizer, n: int):
     """``n`` held-out sequences of the run's own corpus, rebuilt from its configuration (deterministic)."""
-    corpus = training_corpus(tokenizer, run.manifest["config"])
+    corpus = training_corpus(tokenizer, run.manifest.config)
     rows = corpus.heldout if len(corpus.heldout) else corpus.train
-    same = corpus.info.get("sha256") == (run.manifest.get("corpus") or {}).get("sha256")
+    same = corpus.info.get("sha256") == (run.manifest.corpus or {}).get("sha256")
     return spread_rows(rows, n), "heldout" if len(corpus.heldout) else "train", same
 
 

@@ -49,10 +49,10 @@ from .settings import StudySettings, study_preset
 ModelSource = str | None | Callable[[], LoadedModel]
 
 
-def _factory(model: ModelSource) -> Callable[[], LoadedModel]:
+def _factory(model: ModelSource, loading: dict) -> Callable[[], LoadedModel]:
     if callable(model):
         return model
-    return lambda: load_model(model, progress=False)
+    return lambda: load_model(model, progress=False, **loading)
 
 
 def _say(msg: str, progress: bool) -> None:
@@ -189,23 +189,31 @@ def _assemble(model: dict, settings: StudySettings, heads: dict, lora: dict | No
 
 
 def run_study(model: ModelSource = None, *, out_dir: str | Path, settings: StudySettings | None = None,
-              progress: bool = True, figures: bool = True) -> StudyResult:
+              progress: bool = True, figures: bool = True, device: str = "cpu", dtype: str = "fp32",
+              placement=None) -> StudyResult:
     """Run (or resume) a controlled study; see the module docstring for the folder it writes.
 
     ``model`` is a model spec for :func:`~headsurgeon.models.load_model` (``None``: the default
     SmolLM2-135M) or a function returning a fresh :class:`LoadedModel` (every run needs an
     untouched copy: surgery changes weights in place). ``settings.threads`` sets torch's CPU
-    threads for the duration (restored afterwards).
+    threads for the duration (restored afterwards). ``device``, ``dtype`` and ``placement``
+    (a :class:`~headsurgeon.models.placement.Placement`) load a spec through
+    :func:`~headsurgeon.models.load_model` for every run; a run's dtype is part of its identity,
+    so a study folder continued in another dtype is refused at its first run.
     """
     settings = settings or study_preset("smollm2")
+    from headsurgeon.surgery.preflight import check_training_dtype
+
+    check_training_dtype(dtype, settings.training)
+    loading = {"device": device, "dtype": dtype, "placement": placement}
     if settings.threads is None:
-        return _run_study(model, out_dir=out_dir, settings=settings, progress=progress, figures=figures)
+        return _run_study(model, out_dir=out_dir, settings=settings, progress=progress, figures=figures, loading=loading)
     import torch
 
     before = torch.get_num_threads()
     torch.set_num_threads(settings.threads)
     try:
-        return _run_study(model, out_dir=out_dir, settings=settings, progress=progress, figures=figures)
+        return _run_study(model, out_dir=out_dir, settings=settings, progress=progress, figures=figures, loading=loading)
     finally:
         torch.set_num_threads(before)
 
@@ -221,14 +229,14 @@ def _check_study_folder(out: Path) -> None:
             raise HeadsurgeonError(f"{out} holds {what} ({name}), not a study; choose a new --out for the study")
 
 
-def _run_study(model: ModelSource, *, out_dir, settings: StudySettings, progress: bool, figures: bool) -> StudyResult:
+def _run_study(model: ModelSource, *, out_dir, settings: StudySettings, progress: bool, figures: bool, loading: dict) -> StudyResult:
     out = ensure_output_dir(out_dir)
     _check_study_folder(out)
     if not callable(model):  # cheap checks from config.json before any weight is read
         facts = model_facts(model)
         if facts is not None:
             check_sequence_length(settings.training.seq_len, facts.max_positions, facts.folder.name)
-    factory = _factory(model)
+    factory = _factory(model, loading)
     start = time.perf_counter()
     loaded = factory()
     check_sequence_length(settings.training.seq_len, loaded.adapter.max_positions, loaded.name)

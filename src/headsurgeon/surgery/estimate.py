@@ -109,11 +109,12 @@ def _peak_memory(device: torch.device) -> int | None:
 
 
 def estimate(model, plan, config: SurgeryConfig | None = None, *, preset: str | None = None, progress: bool = True,
-             allow_other_model: bool = False) -> RunEstimate:
+             allow_other_model: bool = False, device: str = "cpu", dtype: str = "fp32", placement=None) -> RunEstimate:
     """Measure what ``operate(model, plan, config=config)`` would cost, without writing anything.
 
     The model is changed in memory (slices installed, one optimizer-free backward); pass a
-    freshly loaded model or a spec, not one you still need unchanged.
+    freshly loaded model or a spec, not one you still need unchanged. ``device``, ``dtype`` and
+    ``placement`` load a spec as :func:`~.operate.operate` does.
     """
     from headsurgeon.corpus import spread_rows
     from headsurgeon.diagnosis.collect import collect_head_stats
@@ -121,12 +122,16 @@ def estimate(model, plan, config: SurgeryConfig | None = None, *, preset: str | 
 
     from .data import run_data
     from .plan import SurgeryPlan
-    from .preflight import check_run_inputs
+    from .preflight import check_run_inputs, check_training_dtype
     from .slices import SurgicalSlices
+    from .training_run import check_trainable_placement
 
     cfg = config or SurgeryConfig()
     plan = plan if isinstance(plan, SurgeryPlan) else SurgeryPlan.load(plan)
-    loaded = model if isinstance(model, LoadedModel) else load_model(model, progress=progress)
+    check_training_dtype(dtype, cfg)
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, progress=progress, device=device, dtype=dtype,
+                                                                     placement=placement)
+    check_trainable_placement(loaded)
     ad = loaded.adapter
     plan.check_against(ad.num_layers, ad.num_heads, loaded.name)
     check_run_inputs(plan, loaded.describe(), ad.max_positions, cfg, allow_other_model=allow_other_model)
@@ -138,10 +143,10 @@ def estimate(model, plan, config: SurgeryConfig | None = None, *, preset: str | 
     weights = sum(p.numel() * p.element_size() for p in m.parameters())
     slices = SurgicalSlices(ad, plan, seed=cfg.seed, reinitialise=cfg.reinitialise)
     slices.install()
-    device = next(m.parameters()).device
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    autocast = (torch.autocast(device_type=device.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[cfg.precision])
+    dev = loaded.device
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    autocast = (torch.autocast(device_type=dev.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[cfg.precision])
                 if cfg.precision != "fp32" else nullcontext())
     rows = corpus.train[: cfg.batch_size]
 
@@ -150,7 +155,7 @@ def estimate(model, plan, config: SurgeryConfig | None = None, *, preset: str | 
         m.train()
         with ad.training_attention():
             for _ in range(cfg.grad_accum):
-                ids = rows.to(device)
+                ids = rows.to(dev)
                 with autocast:
                     loss = m(input_ids=ids, labels=ids, use_cache=False).loss
                 (loss / cfg.grad_accum).backward()
@@ -160,10 +165,10 @@ def estimate(model, plan, config: SurgeryConfig | None = None, *, preset: str | 
 
     one_step()
     step_s = one_step()
-    peak = _peak_memory(device)
+    peak = _peak_memory(dev)
     m.eval()
     with torch.no_grad():
-        eval_rows = spread_rows(corpus.train, cfg.eval_batch_size).to(device)
+        eval_rows = spread_rows(corpus.train, cfg.eval_batch_size).to(dev)
         t0 = time.perf_counter()
         m(input_ids=eval_rows, use_cache=False)
         ppl_batch_s = time.perf_counter() - t0
@@ -178,4 +183,4 @@ def estimate(model, plan, config: SurgeryConfig | None = None, *, preset: str | 
     train_s = step_s * shape.steps
     return RunEstimate(preset=preset, shape=shape, trainable_parameters=trainable, model_parameters=n_params, step_seconds=step_s,
                        evaluation_seconds=eval_s, train_seconds=train_s, total_seconds=train_s + shape.evaluations * eval_s,
-                       weights_bytes=weights, optimizer_bytes=trainable * 4 * 4, peak_memory_bytes=peak, device=str(device))
+                       weights_bytes=weights, optimizer_bytes=trainable * 4 * 4, peak_memory_bytes=peak, device=str(dev))

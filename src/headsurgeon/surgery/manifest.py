@@ -86,6 +86,7 @@ class RunManifest:
     prefix_cache: dict | None = None
     warnings: list[str] = field(default_factory=list)  # the model family's surgery warnings
     stopping: dict | None = None  # why the run stopped where it did (patience / cap / budget)
+    dtype: str | None = None  # the frozen weights' dtype when not fp32 (bf16 / fp16); part of the identity
 
     def __post_init__(self):
         if self.kind not in RUN_KINDS:

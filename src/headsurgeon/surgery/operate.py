@@ -20,6 +20,7 @@ from headsurgeon.corpus.sources import resolve_source
 from headsurgeon.errors import HeadsurgeonError
 from headsurgeon.io import ensure_output_dir, read_document
 from headsurgeon.models import LoadedModel, load_model
+from headsurgeon.models.placement import Placement
 from headsurgeon.models.preflight import model_facts
 
 from .checkpoint import RECORD, save_model
@@ -29,7 +30,7 @@ from .folder import RunFolder
 from .invariant import compare_hashes, frozen_hashes, region_hashes
 from .manifest import RunManifest
 from .plan import SurgeryPlan
-from .preflight import check_run_inputs
+from .preflight import check_run_inputs, check_training_dtype
 from .slices import SurgicalSlices
 from .training_run import StockEvaluation, SurgeryResult, Trainable, run_training
 
@@ -96,8 +97,17 @@ def operate(
     data: RunData | None = None,
     stock: StockEvaluation | None = None,
     budget_steps: int | None = None,
+    device: str = "cpu",
+    dtype: str = "fp32",
+    placement: Placement | None = None,
 ) -> SurgeryResult:
     """Run surgery; returns the :class:`SurgeryResult`. ``stop_after_step`` simulates a kill (tests).
+
+    ``device``, ``dtype`` and ``placement`` say how a model given by name is loaded
+    (:func:`~headsurgeon.models.load_model`, the one loading path; ignored for a
+    :class:`~headsurgeon.models.LoadedModel`): the frozen weights are held in ``dtype`` (the
+    trainable slices stay fp32 master copies), and ``placement`` spreads them with
+    accelerate's device map. A run's dtype is part of its identity.
 
     ``data``, ``stock`` and ``budget_steps`` as in :func:`~.training_run.run_training` (a study
     shares one corpus and one stock evaluation among its arms, and equalises their budgets).
@@ -116,7 +126,9 @@ def operate(
     for source in (cfg.corpus, cfg.other_corpus):  # a missing path or a broken data set folder: before the model loads
         if source:
             resolve_source(source)
-    loaded = model if isinstance(model, LoadedModel) else load_model(model, progress=progress)
+    check_training_dtype(dtype, cfg)
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, progress=progress, device=device, dtype=dtype,
+                                                                     placement=placement)
     check_run_inputs(plan, loaded.describe(), loaded.adapter.max_positions, cfg, allow_other_model=allow_other_model)
     return run_training(SliceTraining(loaded, plan, cfg), out_dir=out_dir, progress=progress, stop_after_step=stop_after_step,
                         data=data, stock=stock, budget_steps=budget_steps)

@@ -22,6 +22,17 @@ def check_sequence_length(seq_len: int, max_positions: int | None, model_name: s
                                f"(max_position_embeddings / n_positions in its config.json); pass {flag} {max_positions} or less")
 
 
+def check_training_dtype(dtype, config: SurgeryConfig) -> None:
+    """fp16 weights train the same way fp16 precision does (it underflowed in the paper): only with ``allow_fp16``."""
+    import torch
+
+    from headsurgeon.models.loading import parse_dtype
+
+    if parse_dtype(dtype) == torch.float16 and not config.allow_fp16:
+        raise HeadsurgeonError("--dtype fp16 holds the frozen weights in fp16, which underflowed in the paper's training; "
+                               "use --dtype bf16 or fp32, or pass --allow-fp16")
+
+
 def check_run_inputs(plan: SurgeryPlan, model: dict, max_positions: int | None, config: SurgeryConfig, *,
                      allow_other_model: bool = False) -> list[str]:
     """Plan against model (family, shape, weights; heads in range) and sequence length; returns

@@ -43,7 +43,7 @@ def steps_per_epoch(n_sequences: int, cfg: SurgeryConfig, num_processes: int = 1
     return (n_sequences // cfg.batch_size) // (cfg.grad_accum * num_processes)
 
 
-def make_accelerator(precision: str):
+def make_accelerator(precision: str, *, cpu: bool = False):
     """An ``Accelerator`` for this run's precision.
 
     accelerate keeps one process-wide state and refuses a second precision in the same process
@@ -52,7 +52,8 @@ def make_accelerator(precision: str):
 
     Several processes without a GPU (``torchrun --nproc_per_node N -m headsurgeon operate ...``)
     need ``cpu=True``: without it accelerate falls back to one process per launch, and every
-    process would train alone and write the same run folder.
+    process would train alone and write the same run folder. ``cpu``: the model was loaded on
+    the CPU (``--device cpu``), so train there even when a GPU is visible.
     """
     import os
 
@@ -62,7 +63,7 @@ def make_accelerator(precision: str):
     if AcceleratorState._shared_state and PartialState().num_processes == 1:
         AcceleratorState._reset_state()
     multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
-    return Accelerator(mixed_precision={"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[precision], cpu=multi_cpu)
+    return Accelerator(mixed_precision={"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[precision], cpu=multi_cpu or cpu)
 
 
 def make_scheduler(optimizer, cfg: SurgeryConfig, total_steps: int):

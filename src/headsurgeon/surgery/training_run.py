@@ -189,6 +189,24 @@ def recollapsed_targets(history: list[dict], targets: list[str]) -> list[str]:
     return sorted(back)
 
 
+def check_trainable_placement(loaded: LoadedModel) -> None:
+    """Refuse weights that accelerate offloaded (to disk, or to the CPU behind a GPU map): they sit on
+    the meta device between forwards, so nothing can be hashed, spliced or trained there."""
+    offloaded = [n for n, p in loaded.model.named_parameters() if p.device.type == "meta"]
+    if offloaded:
+        raise HeadsurgeonError(f"{len(offloaded)} weight tensors (e.g. {offloaded[0]}) were offloaded by the device map, and training "
+                               "needs every weight in memory; raise --max-memory, or drop --device-map / --offload-folder")
+
+
+def dtype_identity(loaded: LoadedModel) -> dict:
+    """``{"dtype": "bf16"}`` for weights held in another dtype than fp32 (part of the run's identity; fp32 adds
+    nothing, so runs started before the option keep their fingerprint)."""
+    from headsurgeon.models.loading import DTYPES
+
+    name = next((k for k, v in DTYPES.items() if v == loaded.dtype and len(k) == 4), str(loaded.dtype))
+    return {} if name == "fp32" else {"dtype": name}
+
+
 def _enable_gradient_checkpointing(model) -> None:
     if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x name
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
@@ -228,11 +246,15 @@ def run_training(
     folder = RunFolder(out_dir)
     folder.ensure_writable()
     plan.check_against(loaded.adapter.num_layers, loaded.adapter.num_heads, loaded.name)
+    check_trainable_placement(loaded)
     weights = weights_digest(loaded.model)
-    ident = trainable.identity()
+    ident = {**trainable.identity(), **dtype_identity(loaded)}
     model_doc, plan_doc, cfg_doc = loaded.describe(), plan.to_dict(), cfg.to_dict()
     fp = fingerprint(model_doc, plan_doc, cfg_doc, weights=weights, extra=ident)
-    accelerator = make_accelerator(cfg.precision)
+    accelerator = make_accelerator(cfg.precision, cpu=loaded.placement is None and loaded.device.type == "cpu")
+    if loaded.placement is not None and accelerator.num_processes > 1:
+        raise HeadsurgeonError("a model spread by --device-map cannot also be trained data-parallel (accelerate launch / torchrun); "
+                               "use one process with --device-map, or several processes without it")
     main = accelerator.is_main_process
     try:
         with folder.locked() if main else nullcontext():
@@ -327,7 +349,8 @@ def _train(trainable: Trainable, folder: RunFolder, data: RunData, accelerator, 
     scheduler = make_scheduler(optimizer, cfg, total)
     # Under several processes the training forward goes through DDP (gradients all-reduced);
     # evaluation and saving keep using the plain model, which the wrapper shares parameters with.
-    loaded.model.to(accelerator.device)
+    if loaded.placement is None:  # a device map keeps every module where accelerate put it
+        loaded.model.to(accelerator.device)
     train_model = accelerator.prepare_model(loaded.model) if accelerator.num_processes > 1 else loaded.model
     optimizer = accelerator.prepare_optimizer(optimizer)
     state = LoopState()
