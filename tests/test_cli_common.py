@@ -37,11 +37,11 @@ def test_diagnose_json_is_the_document_alone(saved_tiny, tmp_path, capsys):
 
 
 def test_every_computing_command_has_threads_and_json(capsys):
-    for cmd in (["diagnose"], ["operate"], ["report"], ["study"], ["extremes"], ["toy", "train"], ["toy", "compare"]):
+    for cmd in (["diagnose"], ["operate"], ["report"], ["study"], ["extremes"], ["toy", "train"], ["toy", "compare"], ["lab", "run"]):
         assert run([*cmd, "--help"]) == 0
         out = capsys.readouterr().out
         assert "--threads" in out and "--json" in out, cmd
-    for cmd in (["plan"], ["compare"], ["runs"]):
+    for cmd in (["plan"], ["compare"], ["runs"], ["lab", "analyze"]):
         assert run([*cmd, "--help"]) == 0
         assert "--json" in capsys.readouterr().out, cmd
 

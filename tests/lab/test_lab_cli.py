@@ -35,3 +35,14 @@ def test_analyze_markdown_tables(tiny_lab, capsys):
     text = capsys.readouterr().out
     assert "| alibi | 1 |" in text  # one seed in the tiny lab
     assert "| rope (null) |" in text and "held-out PPL step 0" in text
+
+
+def test_analyze_writes_svg_and_prints_json(tiny_lab, capsys):
+    import json
+
+    out, _ = tiny_lab
+    capsys.readouterr()
+    assert run(["lab", "analyze", str(out), "--format", "svg", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["kind"] == "lab" and doc == json.loads((out / "lab.json").read_text())
+    assert (out / "collapse.svg").read_text().lstrip().startswith("<?xml") and (out / "collapse.png").is_file()

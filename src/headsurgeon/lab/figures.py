@@ -1,4 +1,5 @@
-"""The lab's figures (matplotlib, Agg, PNG written atomically).
+"""The lab's figures (matplotlib, Agg, written atomically by :func:`headsurgeon.figure_files.save_figure`:
+PNG at 150 dpi unless ``lab run|analyze --format svg|pdf --dpi N`` says otherwise; the names below are the PNG ones).
 
 * ``collapse.png``: collapsed fraction and mean BOS mass against training step, per encoding
   (thick: mean over seeds; thin: each seed);
@@ -10,7 +11,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib
@@ -20,16 +20,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from headsurgeon.diagnosis.figures import heatmap_axes  # noqa: E402
+from headsurgeon.figure_files import save_figure  # noqa: E402
 
 COLORS = {"alibi": "tab:red", "rope": "tab:blue", "nope": "tab:gray", "learned": "tab:green"}
 
 
 def _save(fig, path: Path) -> str:
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
-    return str(path)
+    return str(save_figure(fig, path, tight=True))
 
 
 def _per_seed(runs, enc, key):
