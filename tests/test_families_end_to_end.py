@@ -24,13 +24,13 @@ import io
 import json
 import re
 
-import matplotlib.figure
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from figure_stub import PNG, stub_savefig
 from headsurgeon import diagnose
 from headsurgeon.evaluation import compare
 from headsurgeon.evaluation.outputs import write_comparison
@@ -55,26 +55,13 @@ PROMPTS = [
 #: Cases whose figures are drawn for real (see the module docstring).
 REAL_FIGURES = ("bloom", "gpt_oss")
 
-#: A valid 1x1 PNG.
-_PNG = base64.b64decode(
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
-)
-
-
 @pytest.fixture
 def figures(request, monkeypatch):
     """Real drawing for the ``REAL_FIGURES`` cases; a constant 1x1 PNG for the others."""
     if request.node.callspec.params["case"] in REAL_FIGURES:
         return "real"
 
-    def savefig(self, fname, *args, **kwargs):
-        if hasattr(fname, "write"):
-            fname.write(_PNG)
-        else:
-            with open(fname, "wb") as f:
-                f.write(_PNG)
-
-    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", savefig)
+    stub_savefig(monkeypatch)
     return "stub"
 
 
@@ -90,7 +77,7 @@ def _check_figures(pngs: dict[str, bytes], mode: str) -> None:
     assert len(pngs) >= 10, sorted(pngs)  # diagnosis, comparison and report figures
     for name, data in pngs.items():
         if mode == "stub":
-            assert data == _PNG, name
+            assert data == PNG, name
             continue
         image = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
         assert min(image.shape[:2]) >= 100, (name, image.shape)

@@ -9,6 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from figure_stub import stub_savefig
 from headsurgeon._version import SCHEMA_VERSION, __version__
 from headsurgeon.cli.toy import register
 from headsurgeon.errors import HeadsurgeonError
@@ -85,7 +86,9 @@ def _app():
     return app
 
 
-def test_cli_train_and_compare(tmp_path):
+def test_cli_train_and_compare(tmp_path, monkeypatch):
+    # the commands' wiring and output; the figures they write are drawn and checked above
+    stub_savefig(monkeypatch)
     runner = CliRunner()
     out = tmp_path / "t"
     res = runner.invoke(_app(), ["toy", "train", "--preset", "tiny-1l", "--steps", "20",
