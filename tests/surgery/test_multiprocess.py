@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import lora_worker
+import pytest
 import torch
 import torchrun_helpers
 from safetensors.torch import load_file
@@ -24,13 +25,20 @@ from headsurgeon.surgery import SurgeryPlan
 from torch_threads import one_torch_thread
 
 
-def test_two_processes_match_one_process_with_twice_the_accumulation(text_corpus, tmp_path):
+@pytest.fixture
+def saved(tmp_path):
+    """``(model folder, plan file)``: a saved tiny Llama and a two-head plan for it."""
     model, tok = tiny_model_and_tokenizer("llama", seed=0)
     model.save_pretrained(tmp_path / "tiny")
     tok.save_pretrained(tmp_path / "tiny")
     plan = tmp_path / "plan.json"
     SurgeryPlan(model={}, targets=[HeadRef(0, 1), HeadRef(1, 2)]).save(plan)
-    common = ["operate", str(plan), "-m", str(tmp_path / "tiny"), "--preset", "tiny", "--corpus", str(text_corpus), "--other-corpus", "none",
+    return tmp_path / "tiny", plan
+
+
+def test_two_processes_match_one_process_with_twice_the_accumulation(text_corpus, saved, tmp_path):
+    model_dir, plan = saved
+    common = ["operate", str(plan), "-m", str(model_dir), "--preset", "tiny", "--corpus", str(text_corpus), "--other-corpus", "none",
               "--max-steps", "5", "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = torchrun_helpers.run(["-m", "headsurgeon", *common, "--grad-accum", "2", "-o", str(tmp_path / "ddp")], env=env, nproc=2)
@@ -48,15 +56,11 @@ def test_two_processes_match_one_process_with_twice_the_accumulation(text_corpus
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-5)
 
 
-def test_lora_two_processes_match_one_process_with_twice_the_accumulation(text_corpus, tmp_path):
-    model, tok = tiny_model_and_tokenizer("llama", seed=0)
-    model.save_pretrained(tmp_path / "tiny")
-    tok.save_pretrained(tmp_path / "tiny")
-    plan = tmp_path / "plan.json"
-    SurgeryPlan(model={}, targets=[HeadRef(0, 1), HeadRef(1, 2)]).save(plan)
+def test_lora_two_processes_match_one_process_with_twice_the_accumulation(text_corpus, saved, tmp_path):
+    model_dir, plan = saved
     worker = str(Path(__file__).with_name("lora_worker.py"))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    args = [str(tmp_path / "tiny"), str(plan), str(text_corpus)]
+    args = [str(model_dir), str(plan), str(text_corpus)]
     proc = torchrun_helpers.run([worker, *args, str(tmp_path / "ddp"), "2"], env=env, nproc=2)
     assert proc.returncode == 0, proc.stderr[-3000:]
     with one_torch_thread():  # the one-process reference, in this process
