@@ -2,8 +2,9 @@
 
 The kill tests run ``headsurgeon operate`` in processes of their own (forked from the test
 process, ``tests/forked_cli.py``) and kill them (SIGKILL) at named points of the program's own
-progress (``HEADSURGEON_KILL_AT``, :mod:`headsurgeon.surgery.killpoints`), drawn from a fixed seed: which byte was on disk when the process died never depends on how fast
-the machine is. Every interrupted run must end with the very weights and history rows of an
+progress (``HEADSURGEON_KILL_AT``, :mod:`headsurgeon.surgery.killpoints`), drawn from a fixed
+seed: which byte was on disk when the process died never depends on how fast the machine is.
+Every interrupted run must end with the very weights and history rows of an
 uninterrupted one.
 """
 
