@@ -1,8 +1,8 @@
 """Worker for ``test_fsdp.py``: three AdamW steps on surgical slices, sharded or not.
 
-Run by ``torchrun --nproc_per_node 2`` (FSDP2 ``fully_shard`` over gloo, each rank half of every
-batch), or ``main`` called in the test process (one process, the whole batch); writes the merged
-model from rank 0.
+Run in two ranks (``torchrun_helpers.run_ranks``, as ``torchrun --nproc_per_node 2`` would:
+FSDP2 ``fully_shard`` over gloo, each rank half of every batch), or ``main`` called in the test
+process (one process, the whole batch); writes the merged model from rank 0.
 """
 
 import os

@@ -1,4 +1,4 @@
-"""Train the study's LoRA arm on a saved tiny model (run by ``test_multiprocess.py`` under torchrun,
+"""Train the study's LoRA arm on a saved tiny model (run by ``test_multiprocess.py`` in two ranks,
 and called in the test process for the one-process reference)."""
 
 import sys

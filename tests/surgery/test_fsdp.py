@@ -1,8 +1,6 @@
 """Surgical slices under FSDP2 on two CPU processes (gloo) match one process, and the frozen
 weights outside the slices come out bit-identical (see ``headsurgeon.surgery.sharding``)."""
 
-import os
-from pathlib import Path
 
 import fsdp_worker
 import torch
@@ -12,13 +10,9 @@ from safetensors.torch import load_file
 from headsurgeon.models.tiny import tiny_model_and_tokenizer
 from torch_threads import one_torch_thread
 
-WORKER = Path(__file__).with_name("fsdp_worker.py")
-
 
 def test_fsdp_two_processes_match_one_process(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = torchrun_helpers.run([str(WORKER), str(tmp_path / "fsdp.safetensors")], env=env, nproc=2)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    torchrun_helpers.check(torchrun_helpers.run_ranks(lambda: fsdp_worker.main(str(tmp_path / "fsdp.safetensors"))))
     with one_torch_thread():  # the one-process reference, in this process
         fsdp_worker.main(str(tmp_path / "single.safetensors"))
     fsdp, single = load_file(str(tmp_path / "fsdp.safetensors")), load_file(str(tmp_path / "single.safetensors"))

@@ -1,6 +1,7 @@
 """Several processes (DDP through accelerate) train the same slices as one process would.
 
-Launched with ``torchrun`` on this CPU: accelerate's CPU data-parallel mode (gloo) exercises the
+Two ranks on this CPU, started as ``torchrun`` starts its workers (``torchrun_helpers.py``;
+the user's command is ``torchrun --nproc_per_node 2 -m headsurgeon operate ...``): accelerate's CPU data-parallel mode (gloo) exercises the
 same code path a multi-GPU ``accelerate launch`` does (wrapped model, gradient all-reduce,
 ``no_sync`` during accumulation, only the main process writes). Two processes with 2
 accumulation steps consume the same 4 micro-batches per optimizer step as one process with 4,
@@ -9,8 +10,6 @@ same skeleton and must agree the same way (its gradients are all-reduced too).
 """
 
 import json
-import os
-from pathlib import Path
 
 import lora_worker
 import pytest
@@ -19,6 +18,7 @@ import torchrun_helpers
 from safetensors.torch import load_file
 
 from forked_cli import run_cli
+from headsurgeon.cli.main import run as cli
 from headsurgeon.models.adapters import HeadRef
 from headsurgeon.models.tiny import tiny_model_and_tokenizer
 from headsurgeon.surgery import SurgeryPlan
@@ -40,9 +40,7 @@ def test_two_processes_match_one_process_with_twice_the_accumulation(text_corpus
     model_dir, plan = saved
     common = ["operate", str(plan), "-m", str(model_dir), "--preset", "tiny", "--corpus", str(text_corpus), "--other-corpus", "none",
               "--max-steps", "5", "--no-progress"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = torchrun_helpers.run(["-m", "headsurgeon", *common, "--grad-accum", "2", "-o", str(tmp_path / "ddp")], env=env, nproc=2)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    torchrun_helpers.check(torchrun_helpers.run_ranks(lambda: cli([*common, "--grad-accum", "2", "-o", str(tmp_path / "ddp")])))
     proc = run_cli([*common, "--grad-accum", "4", "-o", str(tmp_path / "single")])  # one process, forked from this one
     assert proc.returncode == 0, proc.stderr[-3000:]
     ddp = json.loads((tmp_path / "ddp" / "manifest.json").read_text())
@@ -58,11 +56,8 @@ def test_two_processes_match_one_process_with_twice_the_accumulation(text_corpus
 
 def test_lora_two_processes_match_one_process_with_twice_the_accumulation(text_corpus, saved, tmp_path):
     model_dir, plan = saved
-    worker = str(Path(__file__).with_name("lora_worker.py"))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     args = [str(model_dir), str(plan), str(text_corpus)]
-    proc = torchrun_helpers.run([worker, *args, str(tmp_path / "ddp"), "2"], env=env, nproc=2)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    torchrun_helpers.check(torchrun_helpers.run_ranks(lambda: lora_worker.main(*args, str(tmp_path / "ddp"), "2")))
     with one_torch_thread():  # the one-process reference, in this process
         lora_worker.main(*args, str(tmp_path / "single"), "4")
     ddp = json.loads((tmp_path / "ddp" / "manifest.json").read_text())

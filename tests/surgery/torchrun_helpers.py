@@ -1,36 +1,40 @@
-"""Running a test's command under ``torchrun`` on this CPU, with no port fixed in advance.
+"""Several ranks of one job on this CPU (gloo), as ``torchrun --nproc_per_node N`` starts them.
 
-``--standalone`` has torch's rendezvous store bind port 0, so the operating system picks a
-free port and the workers reach the store through it: two test runs on one machine cannot
-collide, and there is no window between finding a free port and binding it. The run gets its
-own process group, killed as a whole after a hard timeout (a safety net only: nothing asserted
-depends on speed), so a wedged rank cannot outlive the test.
+Each rank is a process forked from the test process (``tests/forked_cli.py``: torch,
+transformers and accelerate already imported, so no rank pays ~10 s of imports) with the
+environment torchrun gives its workers: ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``,
+``MASTER_ADDR``/``MASTER_PORT``. The rendezvous store is a ``TCPStore`` this process binds to
+port 0, so the operating system picks a free port that stays taken while the job runs (no
+fixed port to collide with another test run, no window between finding a port and binding it);
+the ranks reach it as torchrun's workers reach its agent's store
+(``TORCHELASTIC_USE_AGENT_STORE``). When one rank fails the others are killed; a hard timeout
+kills everything (a safety net only: nothing asserted depends on speed).
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import subprocess
-import sys
+from collections.abc import Callable
 
-HARD_KILL_SECONDS = 900
+import forked_cli
 
 
-def run(args: list[str], *, env: dict[str, str], nproc: int | None = None) -> subprocess.CompletedProcess:
-    """``python [-m torch.distributed.run --standalone --nproc_per_node N] *args`` to completion."""
-    launcher = [] if nproc is None else ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)]
-    proc = subprocess.Popen([sys.executable, *launcher, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+def run_ranks(target: Callable[[], int | None], nproc: int = 2) -> list[subprocess.CompletedProcess]:
+    """``target()`` in ``nproc`` ranks of one process group; each rank's exit code, stdout, stderr."""
+    from torch.distributed import TCPStore
+
+    store = TCPStore("127.0.0.1", 0, world_size=nproc, is_master=True, wait_for_workers=False)
+    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(store.port), "WORLD_SIZE": str(nproc), "LOCAL_WORLD_SIZE": str(nproc),
+           "GROUP_RANK": "0", "ROLE_RANK": None, "TORCHELASTIC_USE_AGENT_STORE": "True", "OMP_NUM_THREADS": "1"}
     try:
-        out, err = proc.communicate(timeout=HARD_KILL_SECONDS)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        raise AssertionError(f"{args[0]} did not finish in {HARD_KILL_SECONDS} s (killed): {err[-3000:]}") from None
+        children = [forked_cli.start(target, env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}, label=f"rank {r}")
+                    for r in range(nproc)]
+        return forked_cli.finish_all(children)
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # any worker left behind
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+        del store
+
+
+def check(results: list[subprocess.CompletedProcess]) -> None:
+    """Every rank exited 0 (else the first failure's stderr)."""
+    failed = [r for r in results if r.returncode != 0]
+    assert not failed, f"{failed[0].args} exited {failed[0].returncode}: {failed[0].stderr[-3000:]}"
