@@ -1,6 +1,6 @@
 """The measurement engine against a plain SDPA forward and the old eager capture, on SmolLM2.
 
-    python benchmarks/diagnose_engine.py [--prompts 8] [--tokens 512] [--repeats 3] [--threads 1] [--bf16] [--variants V,..] [--json F]
+    python benchmarks/diagnose_engine.py [--prompts 8] [--tokens 512] [--repeats 3] [--threads 1] [--bf16] [--variants V,..] [--allocator-trace] [--json F]
     python benchmarks/diagnose_engine.py --long [--long-tokens 8192] [--long-prompts 2] [--json F]
 
 Short mode: the same ``--prompts`` windows of exactly ``--tokens`` tokens (Debian
@@ -15,9 +15,29 @@ fresh process, variants alternating over ``--repeats`` rounds:
   reduced (``capture.stream_attention`` + ``diagnosis.metrics.head_stats``), now the reference;
 * with ``--bf16`` also **engine-bf16** and **sdpa-bf16** (the model cast to bfloat16).
 
-Printed: median wall and CPU time, largest peak extra resident memory (``VmHWM`` after
-``clear_refs`` minus ``VmRSS`` before the run), the ratios to ``sdpa``, and the largest
-difference of each statistic from the eager reference (and of bf16 from fp32).
+Every variant runs, in each round, in two fresh processes that differ only in glibc's malloc:
+
+* **default** — glibc as it comes. Wall and CPU time are measured here, and peak extra resident
+  memory (``VmHWM`` after ``clear_refs`` minus ``VmRSS`` before the run). With glibc's dynamic mmap
+  threshold every tensor up to 32 MiB lives on the ``brk`` heap, whose free middle is never given
+  back, so this peak depends on how earlier allocations of the process fragmented the heap: the
+  same SDPA forward peaks anywhere between ~117 and ~210 MiB depending on what ran before it.
+* **pinned** — the same with ``MALLOC_MMAP_THRESHOLD_=131072`` (glibc's own initial threshold,
+  its dynamic raising switched off): every tensor of 128 KiB or more is mmapped and returned on
+  free, so the peak resident memory follows what is live. This is the memory figure compared.
+
+Before the baseline the worker reads every parameter and buffer once, so model weights that
+``from_pretrained`` left memory-mapped are resident in every variant (the engine's warm-up stops
+before the tied LM head, and the measured run would otherwise count ~28 MiB of embedding pages
+first touched by the embedding lookup as extra memory).
+
+``--allocator-trace`` adds, per variant, one run under ``torch.profiler`` (``profile_memory``):
+the peak of live bytes over every allocation and free torch made during the run, independent of
+glibc.
+
+Printed: median wall and CPU time, median peak extra resident memory in both modes, the ratios
+to ``sdpa``, and the largest difference of each statistic from the eager reference (and of
+bf16 from fp32).
 
 Long mode runs the CLI, ``python -m headsurgeon diagnose --max-length N``, on a prompt file of
 ``--long-prompts`` texts of at least N tokens, twice: at ``--max-length N`` and at
@@ -95,7 +115,37 @@ def run_eager(loaded, windows):
 RUNNERS = {"engine": run_engine, "sdpa": run_sdpa, "eager": run_eager, "engine-bf16": run_engine, "sdpa-bf16": run_sdpa}
 
 
-def worker(variant: str, ids_path: str, result_path: str, threads: int | None) -> None:
+#: glibc malloc per worker mode: ``pinned`` switches off the dynamic mmap threshold (see above).
+MODES = {"default": {}, "pinned": {"MALLOC_MMAP_THRESHOLD_": "131072"}, "trace": {}}
+
+
+def touch_weights(model) -> None:
+    """Read every parameter and buffer once, so memory-mapped weights are resident before the baseline."""
+    import itertools
+
+    import torch
+
+    with torch.no_grad():
+        for t in itertools.chain(model.parameters(), model.buffers()):
+            t.float().sum()
+
+
+def allocator_peak_mib(fn) -> float:
+    """Run ``fn`` under ``torch.profiler`` and return the peak of live bytes (MiB) over the
+    allocations and frees torch recorded, in time order (glibc's heap layout plays no part)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]")
+    live = peak = 0
+    for _, n in events:
+        live += n
+        peak = max(peak, live)
+    return peak / 2**20
+
+
+def worker(variant: str, ids_path: str, result_path: str, threads: int | None, mode: str) -> None:
     import gc
 
     import torch
@@ -108,26 +158,32 @@ def worker(variant: str, ids_path: str, result_path: str, threads: int | None) -
     loaded = load_model(None, progress=False, dtype="bf16" if variant.endswith("bf16") else "fp32")
     fn = RUNNERS[variant]
     fn(loaded, [w[:16] for w in windows[:2]])  # warm-up
+    touch_weights(loaded.model)
     gc.collect()
+    if mode == "trace":
+        peak = allocator_peak_mib(lambda: fn(loaded, windows))
+        Path(result_path).write_text(json.dumps({"variant": variant, "mode": mode, "allocator_peak_mib": peak}))
+        return
     base, method = reset_peak()
     cpu0, start = _cpu_seconds(), time.perf_counter()
     stats = fn(loaded, windows)
     seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu0
     peak = read_peak(method)
     Path(result_path).write_text(json.dumps({
-        "variant": variant, "seconds": seconds, "cpu_seconds": cpu, "peak_increase_mib": (peak - base) / 1024,
+        "variant": variant, "mode": mode, "seconds": seconds, "cpu_seconds": cpu, "peak_increase_mib": (peak - base) / 1024,
         "memory_method": method, "stats": None if stats is None else {m: stats[m].tolist() for m in METRICS},
     }))
 
 
-def spawn(variant: str, ids_path: str, threads: int | None) -> dict:
+def spawn(variant: str, ids_path: str, threads: int | None, mode: str = "default") -> dict:
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
         result_path = fh.name
     try:
-        cmd = [sys.executable, __file__, "--worker", variant, "--ids", ids_path, "--result", result_path]
+        cmd = [sys.executable, __file__, "--worker", variant, "--ids", ids_path, "--result", result_path, "--mode", mode]
         if threads:
             cmd += ["--threads", str(threads)]
-        subprocess.run(cmd, check=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")} | MODES[mode]
+        subprocess.run(cmd, check=True, env=env)
         return json.loads(Path(result_path).read_text())
     finally:
         os.unlink(result_path)
@@ -150,12 +206,19 @@ def short_mode(args) -> dict:
         json.dump(windows, fh)
         ids_path = fh.name
     runs: dict[str, list[dict]] = {v: [] for v in variants}
+    pinned: dict[str, list[dict]] = {v: [] for v in variants}
+    traced: dict[str, float] = {}
     load = [os.getloadavg()[0]]
     try:
         for r in range(args.repeats):
             for v in (variants if r % 2 == 0 else variants[::-1]):
                 print(f"round {r + 1}/{args.repeats}: {v} ...", file=sys.stderr, flush=True)
-                runs[v].append(spawn(v, ids_path, args.threads))
+                runs[v].append(spawn(v, ids_path, args.threads, "default"))
+                pinned[v].append(spawn(v, ids_path, args.threads, "pinned"))
+        if args.allocator_trace:
+            for v in variants:
+                print(f"allocator trace: {v} ...", file=sys.stderr, flush=True)
+                traced[v] = spawn(v, ids_path, args.threads, "trace")["allocator_peak_mib"]
     finally:
         os.unlink(ids_path)
     load.append(os.getloadavg()[0])
@@ -163,7 +226,11 @@ def short_mode(args) -> dict:
         "seconds": statistics.median(x["seconds"] for x in runs[v]),
         "cpu_seconds": statistics.median(x["cpu_seconds"] for x in runs[v]),
         "cpu_seconds_all": [round(x["cpu_seconds"], 2) for x in runs[v]],
-        "peak_increase_mib": max(x["peak_increase_mib"] for x in runs[v]),
+        "peak_increase_mib": statistics.median(x["peak_increase_mib"] for x in runs[v]),
+        "peak_increase_mib_all": [round(x["peak_increase_mib"], 1) for x in runs[v]],
+        "pinned_peak_increase_mib": statistics.median(x["peak_increase_mib"] for x in pinned[v]),
+        "pinned_peak_increase_mib_all": [round(x["peak_increase_mib"], 2) for x in pinned[v]],
+        "allocator_peak_mib": traced.get(v),
     } for v in variants}
 
     def diff(a, b):
@@ -177,13 +244,19 @@ def short_mode(args) -> dict:
     threads = args.threads or torch.get_num_threads()
     print(f"\nSmolLM2-135M-Instruct, {args.prompts} x {args.tokens} tokens ({source}), one batch, torch {torch.__version__}, "
           f"{threads} torch thread(s) on {os.cpu_count()} cores, {args.repeats} run(s) per variant, load average {load[0]:.1f} -> {load[1]:.1f}")
-    print(f"| {'variant':<12} | {'wall (s)':>8} | {'CPU (s)':>8} | {'CPU / sdpa':>10} | {'peak (MiB)':>10} | {'peak / sdpa':>11} |")
+    print(f"| {'variant':<12} | {'wall (s)':>8} | {'CPU (s)':>8} | {'CPU / sdpa':>10} | {'peak, pinned malloc (MiB)':>25} | {'/ sdpa':>6} "
+          f"| {'peak, default malloc (MiB)':>26} | {'/ sdpa':>6} |")
     for v in variants:
         floor = summary.get("sdpa-bf16" if v.endswith("bf16") else "sdpa", summary[v])
         s = summary[v]
-        print(f"| {v:<12} | {s['seconds']:>8.1f} | {s['cpu_seconds']:>8.1f} | {s['cpu_seconds'] / floor['cpu_seconds']:>10.2f} | "
-              f"{s['peak_increase_mib']:>10.0f} | {s['peak_increase_mib'] / max(floor['peak_increase_mib'], 1e-9):>11.2f} |")
+        print(f"| {v:<12} | {s['seconds']:>8.1f} | {s['cpu_seconds']:>8.1f} | {s['cpu_seconds'] / floor['cpu_seconds']:>10.3f} | "
+              f"{s['pinned_peak_increase_mib']:>25.1f} | {s['pinned_peak_increase_mib'] / max(floor['pinned_peak_increase_mib'], 1e-9):>6.3f} | "
+              f"{s['peak_increase_mib']:>26.0f} | {s['peak_increase_mib'] / max(floor['peak_increase_mib'], 1e-9):>6.2f} |")
     print("CPU seconds per run: " + "; ".join(f"{v} {summary[v]['cpu_seconds_all']}" for v in variants))
+    print("peak MiB per run, pinned malloc: " + "; ".join(f"{v} {summary[v]['pinned_peak_increase_mib_all']}" for v in variants))
+    print("peak MiB per run, default malloc: " + "; ".join(f"{v} {summary[v]['peak_increase_mib_all']}" for v in variants))
+    if traced:
+        print("allocator peak of live tensors (torch.profiler): " + "; ".join(f"{v} {traced[v]:.2f} MiB" for v in variants))
     for k, d in diffs.items():
         print(f"max |difference| {k}: " + ", ".join(f"{m} {x:.1e}" for m, x in d.items()))
     return {"mode": "short", "settings": vars(args), "text": source, "threads": threads, "load_average": load,
@@ -265,6 +338,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="torch threads per worker (1: CPU time measures work, not spinning)")
     ap.add_argument("--bf16", action="store_true", help="also run the engine and SDPA in bfloat16")
+    ap.add_argument("--allocator-trace", action="store_true", help="also one run per variant under torch.profiler: peak of live tensor bytes")
     ap.add_argument("--variants", default=None, help=f"comma-separated subset of {', '.join(RUNNERS)} (default: engine,sdpa,eager [+ bf16 pair])")
     ap.add_argument("--long", action="store_true", help="run the long-context CLI measurement instead")
     ap.add_argument("--long-tokens", type=int, default=8192)
@@ -273,9 +347,10 @@ def main() -> None:
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--ids", help=argparse.SUPPRESS)
     ap.add_argument("--result", help=argparse.SUPPRESS)
+    ap.add_argument("--mode", default="default", choices=sorted(MODES), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        worker(args.worker, args.ids, args.result, args.threads)
+        worker(args.worker, args.ids, args.result, args.threads, args.mode)
         return
     result = long_mode(args) if args.long else short_mode(args)
     if args.json:
