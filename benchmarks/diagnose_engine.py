@@ -1,6 +1,6 @@
 """The measurement engine against a plain SDPA forward and the old eager capture, on SmolLM2.
 
-    python benchmarks/diagnose_engine.py [--prompts 8] [--tokens 512] [--repeats 3] [--threads 1] [--bf16] [--variants V,..] [--allocator-trace] [--json F]
+    python benchmarks/diagnose_engine.py [--prompts 8] [--tokens 512] [--repeats 3] [--threads 1] [--bf16] [--variants V,..] [--warm-up V] [--allocator-trace] [--json F]
     python benchmarks/diagnose_engine.py --long [--long-tokens 8192] [--long-prompts 2] [--json F]
 
 Short mode: the same ``--prompts`` windows of exactly ``--tokens`` tokens (Debian
@@ -145,7 +145,7 @@ def allocator_peak_mib(fn) -> float:
     return peak / 2**20
 
 
-def worker(variant: str, ids_path: str, result_path: str, threads: int | None, mode: str) -> None:
+def worker(variant: str, ids_path: str, result_path: str, threads: int | None, mode: str, warm_up: str | None = None) -> None:
     import gc
 
     import torch
@@ -157,7 +157,7 @@ def worker(variant: str, ids_path: str, result_path: str, threads: int | None, m
     windows = json.loads(Path(ids_path).read_text())
     loaded = load_model(None, progress=False, dtype="bf16" if variant.endswith("bf16") else "fp32")
     fn = RUNNERS[variant]
-    fn(loaded, [w[:16] for w in windows[:2]])  # warm-up
+    RUNNERS[warm_up or variant](loaded, [w[:16] for w in windows[:2]])  # warm-up (by default the variant itself)
     touch_weights(loaded.model)
     gc.collect()
     if mode == "trace":
@@ -175,13 +175,15 @@ def worker(variant: str, ids_path: str, result_path: str, threads: int | None, m
     }))
 
 
-def spawn(variant: str, ids_path: str, threads: int | None, mode: str = "default") -> dict:
+def spawn(variant: str, ids_path: str, threads: int | None, mode: str = "default", warm_up: str | None = None) -> dict:
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
         result_path = fh.name
     try:
         cmd = [sys.executable, __file__, "--worker", variant, "--ids", ids_path, "--result", result_path, "--mode", mode]
         if threads:
             cmd += ["--threads", str(threads)]
+        if warm_up:
+            cmd += ["--warm-up", warm_up]
         env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")} | MODES[mode]
         subprocess.run(cmd, check=True, env=env)
         return json.loads(Path(result_path).read_text())
@@ -213,12 +215,12 @@ def short_mode(args) -> dict:
         for r in range(args.repeats):
             for v in (variants if r % 2 == 0 else variants[::-1]):
                 print(f"round {r + 1}/{args.repeats}: {v} ...", file=sys.stderr, flush=True)
-                runs[v].append(spawn(v, ids_path, args.threads, "default"))
-                pinned[v].append(spawn(v, ids_path, args.threads, "pinned"))
+                runs[v].append(spawn(v, ids_path, args.threads, "default", args.warm_up))
+                pinned[v].append(spawn(v, ids_path, args.threads, "pinned", args.warm_up))
         if args.allocator_trace:
             for v in variants:
                 print(f"allocator trace: {v} ...", file=sys.stderr, flush=True)
-                traced[v] = spawn(v, ids_path, args.threads, "trace")["allocator_peak_mib"]
+                traced[v] = spawn(v, ids_path, args.threads, "trace", args.warm_up)["allocator_peak_mib"]
     finally:
         os.unlink(ids_path)
     load.append(os.getloadavg()[0])
@@ -230,6 +232,7 @@ def short_mode(args) -> dict:
         "peak_increase_mib_all": [round(x["peak_increase_mib"], 1) for x in runs[v]],
         "pinned_peak_increase_mib": statistics.median(x["peak_increase_mib"] for x in pinned[v]),
         "pinned_peak_increase_mib_all": [round(x["peak_increase_mib"], 2) for x in pinned[v]],
+        "pinned_cpu_seconds_all": [round(x["cpu_seconds"], 2) for x in pinned[v]],
         "allocator_peak_mib": traced.get(v),
     } for v in variants}
 
@@ -254,6 +257,7 @@ def short_mode(args) -> dict:
               f"{s['peak_increase_mib']:>26.0f} | {s['peak_increase_mib'] / max(floor['peak_increase_mib'], 1e-9):>6.2f} |")
     print("CPU seconds per run: " + "; ".join(f"{v} {summary[v]['cpu_seconds_all']}" for v in variants))
     print("peak MiB per run, pinned malloc: " + "; ".join(f"{v} {summary[v]['pinned_peak_increase_mib_all']}" for v in variants))
+    print("CPU seconds per run, pinned malloc: " + "; ".join(f"{v} {summary[v]['pinned_cpu_seconds_all']}" for v in variants))
     print("peak MiB per run, default malloc: " + "; ".join(f"{v} {summary[v]['peak_increase_mib_all']}" for v in variants))
     if traced:
         print("allocator peak of live tensors (torch.profiler): " + "; ".join(f"{v} {traced[v]:.2f} MiB" for v in variants))
@@ -338,6 +342,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="torch threads per worker (1: CPU time measures work, not spinning)")
     ap.add_argument("--bf16", action="store_true", help="also run the engine and SDPA in bfloat16")
+    ap.add_argument("--warm-up", default=None, choices=sorted(RUNNERS),
+                    help="warm every worker up with this variant (default: each with itself); shows how what ran before moves the default-malloc peak")
     ap.add_argument("--allocator-trace", action="store_true", help="also one run per variant under torch.profiler: peak of live tensor bytes")
     ap.add_argument("--variants", default=None, help=f"comma-separated subset of {', '.join(RUNNERS)} (default: engine,sdpa,eager [+ bf16 pair])")
     ap.add_argument("--long", action="store_true", help="run the long-context CLI measurement instead")
@@ -350,7 +356,7 @@ def main() -> None:
     ap.add_argument("--mode", default="default", choices=sorted(MODES), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        worker(args.worker, args.ids, args.result, args.threads, args.mode)
+        worker(args.worker, args.ids, args.result, args.threads, args.mode, args.warm_up)
         return
     result = long_mode(args) if args.long else short_mode(args)
     if args.json:
