@@ -21,7 +21,7 @@ Every variant runs, in each round, in two fresh processes that differ only in gl
   memory (``VmHWM`` after ``clear_refs`` minus ``VmRSS`` before the run). With glibc's dynamic mmap
   threshold every tensor up to 32 MiB lives on the ``brk`` heap, whose free middle is never given
   back, so this peak depends on how earlier allocations of the process fragmented the heap: the
-  same SDPA forward peaks anywhere between ~117 and ~210 MiB depending on what ran before it.
+  same SDPA forward peaked at 142, 214 and 142 MiB in three identical processes (2026-12-01).
 * **pinned** — the same with ``MALLOC_MMAP_THRESHOLD_=131072`` (glibc's own initial threshold,
   its dynamic raising switched off): every tensor of 128 KiB or more is mmapped and returned on
   free, so the peak resident memory follows what is live. This is the memory figure compared.
