@@ -10,6 +10,7 @@ whose ALiBi slopes are interleaved).
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,12 @@ from torch_threads import one_torch_thread
 # This conftest also applies to the sub-folders' tests: keep global side effects harmless.
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# A shell starts background jobs (`pytest ... &`, nohup, some CI runners) with SIGINT ignored, and
+# Python then installs no KeyboardInterrupt handler: every Ctrl-C test (kill points sending SIGINT,
+# forked children inherit the setting) would fail for how pytest was launched, not for the code.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_torch_thread_for_tiny_models(request):
