@@ -10,12 +10,12 @@ text in ``metadata["help"]`` (shown by ``headsurgeon lab presets``).
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from headsurgeon import flatconfig
 from headsurgeon.errors import HeadsurgeonError
+from headsurgeon.options import check_value
 
 #: Position encodings and the transformers architecture that carries each (see architectures.py).
 ENCODINGS = ("alibi", "rope", "nope", "learned")
@@ -80,12 +80,10 @@ class LabConfig:
             raise HeadsurgeonError(f"vocab_size={self.vocab_size} is below the 256 byte symbols plus specials; use at least 260")
         if not 0 < self.heldout_fraction < 1:
             raise HeadsurgeonError(f"heldout_fraction must be in (0, 1), not {self.heldout_fraction}; write e.g. --set heldout_fraction=0.1")
-        for name, ok, rule in (("lr", self.lr > 0, "> 0"), ("min_lr_ratio", 0 <= self.min_lr_ratio <= 1, "in [0, 1]"),
-                               ("weight_decay", self.weight_decay >= 0, ">= 0"), ("beta2", 0 < self.beta2 < 1, "in (0, 1)"),
-                               ("clip_norm", self.clip_norm >= 0, ">= 0")):
-            value = getattr(self, name)
-            if not (ok and math.isfinite(value)):  # NaN fails every comparison; inf passes some
-                raise HeadsurgeonError(f"{name} must be a finite number {rule}, not {value}; fix --set {name}=...")
+        # the shared option rules (finite, ranges) and their one-line wording, as the toy config has them
+        for name, rule in (("lr", {"above": 0}), ("min_lr_ratio", {"min": 0, "max": 1}), ("weight_decay", {"min": 0}),
+                           ("beta2", {"above": 0, "below": 1}), ("clip_norm", {"min": 0})):
+            check_value(name, getattr(self, name), flag=name, hint=f"fix --set {name}=...", **rule)
         if not 0 <= self.warmup_steps <= self.steps:
             raise HeadsurgeonError(f"warmup_steps must be in 0..steps ({self.steps}), not {self.warmup_steps}; lower --set warmup_steps")
         if any(s < 0 for s in self.checkpoints):
