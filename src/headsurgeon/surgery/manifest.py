@@ -107,7 +107,7 @@ class RunManifest:
         if missing:
             raise HeadsurgeonError(f"it has no {', '.join(repr(m) for m in missing)}")
         for f in fields(cls):
-            want, nullable = _JSON_TYPES[str(f.type).split(" | ")[0].split("[")[0]], " | None" in str(f.type)
+            want, nullable = _JSON_TYPES.get(str(f.type).split(" | ")[0].split("[")[0], object), " | None" in str(f.type)
             value = doc.get(f.name)
             if f.name in doc and not (isinstance(value, want) and not (want is int and isinstance(value, bool)) or (value is None and nullable)):
                 raise HeadsurgeonError(f"its '{f.name}' is {type(value).__name__} {str(value)[:40]!r}, not {want.__name__}")
@@ -122,7 +122,7 @@ class RunManifest:
         return cls(**{k: v for k, v in doc.items() if k in names})
 
 
-#: The JSON type each annotation of :class:`RunManifest` stands for.
+#: The JSON type each annotation of :class:`RunManifest` stands for (a type not listed here is not checked).
 _JSON_TYPES = {"str": str, "dict": dict, "list": list, "int": int}
 
 
