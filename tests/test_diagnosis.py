@@ -307,3 +307,18 @@ def test_every_json_key_is_documented(case, tmp_path, tiny_factory):
 
     walk(doc, "")
     walk(doc["prompts"][0], "prompts[].")
+
+
+def test_bf16_rounding_past_one_reads_back_but_not_in_float32(tmp_path, tiny_factory):
+    """A bf16 run can average a head's BOS weight to 1.00004 (seen on SmolLM2): the reader allows
+    the same rounding the capture allowed for that dtype, and no more for float32 files."""
+    doc = diagnose(tiny_factory("qwen2-gqa"), prompts=PROMPTS, progress=False).to_dict()
+    doc["per_prompt"]["bos_mass"][0][0][0] = 1.001  # within bf16 rounding, past float32's
+    for dtype, ok in (("bfloat16", True), ("float32", False), (None, False)):
+        settings = {**doc["settings"], "dtype": dtype}
+        (tmp_path / "d.json").write_text(json.dumps({**doc, "settings": settings}))
+        if ok:
+            assert Diagnosis.load(tmp_path / "d.json").per_prompt["bos_mass"][0, 0, 0] == pytest.approx(1.001)
+        else:
+            with pytest.raises(HeadsurgeonError, match=r"outside \[0, 1\]"):
+                Diagnosis.load(tmp_path / "d.json")

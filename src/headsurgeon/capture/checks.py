@@ -21,15 +21,13 @@ import math
 import torch
 
 from headsurgeon.errors import CaptureError
+from headsurgeon.precision import probability_tolerance
 
 from .rowstats import RowStats, chunked_row_stats
 
-#: Allowed disagreement per model dtype (probabilities; entropy gets 4x, in nats).
-TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-6, torch.bfloat16: 3e-2, torch.float16: 5e-3}
-
-
 def tolerance(dtype: torch.dtype) -> float:
-    return TOLERANCE.get(dtype, 3e-2)
+    """Allowed disagreement of a probability in ``dtype`` (:mod:`headsurgeon.precision`)."""
+    return probability_tolerance(str(dtype))
 
 
 def check_row_stats(layer: int, rows: RowStats, lengths: torch.Tensor, dtype: torch.dtype = torch.float32) -> None:

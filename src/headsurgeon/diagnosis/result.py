@@ -22,6 +22,7 @@ import numpy as np
 from headsurgeon.errors import HeadsurgeonError
 from headsurgeon.io import atomic_write_text, envelope, now_iso, read_document
 from headsurgeon.models.adapters import HeadRef
+from headsurgeon.precision import probability_tolerance
 
 from .classes import COLLAPSED, LABELS, SWEEP, Thresholds, classify, count
 from .metrics import METRICS, SINK_METRIC
@@ -291,6 +292,9 @@ def _diagnosis_problem(doc: dict) -> str | None:
     for i, p in enumerate(prompts):
         if not isinstance(p, dict) or not isinstance(p.get("name"), str):
             return f"prompt {i} has no 'name'"
+    # rounding in the dtype the model ran in may push a probability just past 1 (files from before
+    # the dtype was recorded were float32)
+    tol = probability_tolerance(str(doc["settings"].get("dtype") or "float32"))
     missing = [m for m in METRICS if m not in per_prompt]
     if missing:
         return f"its 'per_prompt' has no '{missing[0]}'"
@@ -306,6 +310,6 @@ def _diagnosis_problem(doc: dict) -> str | None:
                 return f"per_prompt '{metric}' has {size} {key[4:]}, the model {model[key]}"
         if not np.isfinite(x).all():
             return f"per_prompt '{metric}' holds a value that is not a finite number"
-        if metric != "entropy" and ((x < -1e-6) | (x > 1 + 1e-6)).any():
+        if metric != "entropy" and ((x < -tol) | (x > 1 + tol)).any():
             return f"per_prompt '{metric}' holds a value outside [0, 1]"
     return None
