@@ -70,6 +70,27 @@ def test_lora_run_trains_only_lora_and_resumes_to_the_same_weights(study_corpus,
         train_lora(tiny_lm(), PLAN, out_dir=tmp_path / "cut", config=cfg.with_(lr=0.5), progress=False)
 
 
+def test_lora_run_moved_without_its_adapters_resumes(study_corpus, tmp_path, monkeypatch):
+    """As for surgery runs: a folder copied without adapter/ still finishes, with the trained matrices."""
+    import shutil
+
+    cfg = preset("tiny").with_(corpus=str(study_corpus), max_steps=6, eval_every=2, keep_epoch_models=False)
+    full = train_lora(tiny_lm(), PLAN, out_dir=tmp_path / "full", config=cfg, progress=False)
+    assert full.manifest["best"]["step"] == 6  # final == best: the linked case
+    from headsurgeon.surgery import killpoints
+
+    monkeypatch.setattr(killpoints, "_hits", {})
+    monkeypatch.setenv(killpoints.ENV, "manifest-saved:4:INT")  # Ctrl-C after the last checkpoint (0, 2, 4, 6)
+    with pytest.raises(KeyboardInterrupt):
+        train_lora(tiny_lm(), PLAN, out_dir=tmp_path / "cut", config=cfg, progress=False)
+    monkeypatch.delenv(killpoints.ENV)
+    shutil.rmtree(tmp_path / "cut" / "adapter")
+    train_lora(tiny_lm(), PLAN, out_dir=tmp_path / "cut", config=cfg, progress=False)
+    a = load_file(str(tmp_path / "full" / "adapter" / "final.safetensors"))
+    b = load_file(str(tmp_path / "cut" / "adapter" / "final.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_a_lora_run_folder_opens_in_compare_and_report_readers(study_corpus, tmp_path):
     """The LoRA arm writes the same manifest type as operate: the run readers open it."""
     from headsurgeon.evaluation import compare, load_run, perplexity_trajectory

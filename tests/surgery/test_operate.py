@@ -64,6 +64,33 @@ def test_killed_run_resumes_to_identical_weights(text_corpus, tmp_path):
         operate(_lm(seed=5), PLAN, out_dir=tmp_path / "cut", config=_cfg(text_corpus, lr=0.5), progress=False)
 
 
+def test_run_moved_without_its_models_resumes_to_the_same_final_model(text_corpus, tmp_path, monkeypatch):
+    """A run folder carried to another machine without models/ (full models are large; the
+    converged study commits only manifests and checkpoints): when the best point is the last
+    step, the final model used to be hard-linked from models/best, and with that folder gone it
+    was written from the model's own tensors - the stock weights. It must be the trained model."""
+    import shutil
+
+    cfg = _cfg(text_corpus, max_steps=10, eval_every=3)
+    full = operate(_lm(seed=5), PLAN, out_dir=tmp_path / "full", config=cfg, progress=False)
+    assert full.manifest["best"]["step"] == 10  # the case under test: final == best
+    # Ctrl-C right after the last checkpoint (steps 0, 3, 6, 9, 10): best is step 10, from this session
+    from headsurgeon.surgery import killpoints
+
+    monkeypatch.setattr(killpoints, "_hits", {})
+    monkeypatch.setenv(killpoints.ENV, "manifest-saved:5:INT")
+    with pytest.raises(KeyboardInterrupt):
+        operate(_lm(seed=5), PLAN, out_dir=tmp_path / "cut", config=cfg, progress=False)
+    monkeypatch.delenv(killpoints.ENV)
+    assert json.loads((tmp_path / "cut" / "manifest.json").read_text())["status"] != "finished"
+    shutil.rmtree(tmp_path / "cut" / "models")
+    operate(_lm(seed=5), PLAN, out_dir=tmp_path / "cut", config=cfg, progress=False)
+    a = AutoModelForCausalLM.from_pretrained(tmp_path / "full" / "models" / "final").state_dict()
+    b = AutoModelForCausalLM.from_pretrained(tmp_path / "cut" / "models" / "final").state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
 def test_run_started_before_an_option_existed_is_still_the_same_run(text_corpus, tmp_path):
     """A manifest without a newer option (here: one we delete) matches when the option is at its
     default, so upgrading headsurgeon does not orphan a half-finished run; a non-default value does not."""

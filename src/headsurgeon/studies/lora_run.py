@@ -75,7 +75,7 @@ class LoraTraining(Trainable):
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".tmp-{tag}-")
         os.close(fd)
         try:
-            if same_as is not None:
+            if same_as is not None and folder.adapter(same_as).is_file():  # absent in a folder copied without it
                 os.unlink(tmp)
                 try:
                     os.link(folder.adapter(same_as), tmp)

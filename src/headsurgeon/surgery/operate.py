@@ -74,13 +74,16 @@ class SliceTraining(Trainable):
     def save(self, folder: RunFolder, tag: str, manifest: RunManifest, *, same_as: str | None = None) -> None:
         record = {"run": str(folder.root), "plan": manifest.plan, "config": manifest.config, "fingerprint": manifest.fingerprint,
                   "input_hashes": manifest.input_hashes, "surgical_regions": manifest.surgical_regions, "tag": tag}
-        save_model(self.loaded.model, self.loaded.tokenizer, None if same_as else self.slices.merged_state_dict(), folder.model(tag),
-                   record, same_as=folder.model(same_as) if same_as else None)
+        # a folder copied to another machine without its models/ (they are large) has no `same_as`
+        # to link: write the merged weights then (the model's own tensors are the stock ones)
+        link = folder.model(same_as) if same_as and folder.model(same_as).is_dir() else None
+        save_model(self.loaded.model, self.loaded.tokenizer, None if link else self.slices.merged_state_dict(), folder.model(tag),
+                   record, same_as=link)
 
     def finish(self, folder: RunFolder, manifest: RunManifest, *, main: bool) -> None:
         if main:
             manifest.invariant["final"] = verify_model_dir(folder.model("final"))
-            if manifest.best:
+            if manifest.best and manifest.best.get("path"):  # None: lost with a folder copied without its models
                 manifest.invariant["best"] = verify_model_dir(folder.model("best"))
         self.slices.merge()
 

@@ -435,7 +435,16 @@ def _train(trainable: Trainable, folder: RunFolder, data: RunData, accelerator, 
     tell_user.say("saving the final model and checking that every frozen weight is bit-identical")
     if main:
         best_is_last = manifest.best is not None and manifest.best["step"] == state.step
-        trainable.save(folder, "final", manifest, same_as="best" if best_is_last else None)
+        # A folder carried to another machine without its models (they are large: the converged
+        # study commits manifests and checkpoints only) has lost the best model of an earlier session.
+        best_gone = manifest.best is not None and not (folder.root / trainable.kept(folder, "best")).exists()
+        trainable.save(folder, "final", manifest, same_as="best" if best_is_last and not best_gone else None)
+        if best_gone and best_is_last:
+            trainable.save(folder, "best", manifest, same_as="final")
+        elif best_gone:
+            tell(f"the best model (step {manifest.best['step']}) is not in {folder.root} any more (copied without it?); "
+                 "its numbers are in the manifest, the final model is written")
+            manifest.best = {**manifest.best, "path": None}
     trainable.finish(folder, manifest, main=main)
     hist = manifest.history
     if extend_to:
