@@ -25,6 +25,7 @@ from headsurgeon.precision import probability_tolerance
 
 from .rowstats import RowStats, chunked_row_stats
 
+
 def tolerance(dtype: torch.dtype) -> float:
     """Allowed disagreement of a probability in ``dtype`` (:mod:`headsurgeon.precision`)."""
     return probability_tolerance(str(dtype))
