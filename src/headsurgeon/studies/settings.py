@@ -102,9 +102,10 @@ STUDY_PRESETS: dict[str, StudySettings] = {
     # not improved for `patience` evaluations, or the cap; then every arm of a seed is continued to
     # the largest number of steps any arm of that seed needed. Cap ~ one epoch of python-docs;
     # an evaluation every 50 steps (~28 per epoch) finds a best point inside it; patience 4 = 200
-    # steps past the best. Measured 2026-12-01 on the loaded machine (docs/studies.md): 124 s per
-    # step and 344-541 s per evaluation there, ~4.5 s and ~100 s with one thread when quieter:
-    # ~2.5 h per run that reaches the cap, up to ~38 h for the study. Resumable across sessions.
+    # steps past the best. Measured 2026-12-02 on an idle machine (docs/studies.md): with the frozen
+    # weights in bf16 (--dtype bf16) ~2.5 s per step and ~10 s per evaluation on one thread, two
+    # seeds side by side: ~65 min per run to the cap, ~9 hours for the study. Resumable across
+    # sessions (and machines, with scripts/study-state).
     "smollm2-converged": StudySettings(
         training=preset("cpu").with_(
             seq_len=128, batch_size=4, grad_accum=2, max_steps=1400, eval_every=50, eval_sequences=12, patience=4,
