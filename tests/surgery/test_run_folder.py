@@ -105,6 +105,18 @@ def test_ctrl_c_says_what_was_kept_and_how_to_resume(cli_run, tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+def test_sigterm_is_handled_like_ctrl_c_and_the_run_resumes(cli_run, tmp_path):
+    """A scheduler's preemption (SIGTERM) mid-run: the same message as Ctrl-C, exit 143, and the
+    next start resumes from the checkpoint it names and finishes."""
+    proc = cli_run(tmp_path / "run", "checkpoint-renamed:2:TERM")
+    assert proc.returncode == 143, proc.stderr[-2000:]
+    assert "interrupted (SIGTERM)" in proc.stderr and "checkpoint at step 3" in proc.stderr and "Traceback" not in proc.stderr
+    done = cli_run(tmp_path / "run")
+    assert done.returncode == 0, done.stderr[-2000:]
+    m = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert m["status"] == "finished" and m["resumed"][0]["from_step"] == 3
+
+
 def test_damaged_last_checkpoint_falls_back_to_the_previous_one(text_corpus, tmp_path, capsys):
     cfg = _cfg(text_corpus, max_steps=10, eval_every=3)
     full = operate(_lm(seed=5), PLAN, out_dir=tmp_path / "full", config=cfg, progress=False)

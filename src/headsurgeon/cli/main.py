@@ -98,14 +98,47 @@ def _subcommand(argv: list[str]) -> str:
     return " ".join(words[:2]) if words[0] == "toy" and words[1:2] and words[1] in ("train", "compare", "presets") else words[0]
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so it unwinds as from a Ctrl-C: a run says what it
+    kept and resumes next time. Batch schedulers (SLURM, Kubernetes) and ``kill`` send SIGTERM
+    before SIGKILL; without a handler Python dies on the spot, mid-evaluation."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated("SIGTERM")
+
+
+def interrupted_exit_code(exc: BaseException | None = None) -> int:
+    """143 (128 + SIGTERM) when ``exc`` came from SIGTERM, else 130 (128 + SIGINT), the shell's convention."""
+    while exc is not None:
+        if isinstance(exc, Terminated):
+            return 143
+        exc = exc.__cause__ or exc.__context__
+    return 130
+
+
 def run(argv: list[str] | None = None) -> int:
     """Entry point: every failure becomes one line ``error: ...`` on stderr, never a traceback.
 
     Exit codes: 2 for anything about the input (a :class:`HeadsurgeonError`, a bad option, an
     output path that cannot be written), 1 for the rest (a full disk, a bug), 130 when
-    interrupted. An unexpected exception is a bug: its one line says so, and
-    ``HEADSURGEON_TRACEBACK=1`` shows the traceback.
+    interrupted (Ctrl-C), 143 when terminated (SIGTERM, handled the same way). An unexpected
+    exception is a bug: its one line says so, and ``HEADSURGEON_TRACEBACK=1`` shows the traceback.
     """
+    import signal
+    import threading
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        return _run(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(argv: list[str] | None) -> int:
     import os
 
     from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer >= 0.20 carries its own click
@@ -126,9 +159,11 @@ def run(argv: list[str] | None = None) -> int:
         return 2
     except typer.Exit as exc:
         return exc.exit_code
-    except (typer.Abort, KeyboardInterrupt):
-        typer.echo("error: interrupted; run the same command again to resume where a run allows it", err=True)
-        return 130
+    except (typer.Abort, KeyboardInterrupt) as exc:
+        code = interrupted_exit_code(exc)
+        typer.echo(f"error: {'terminated (SIGTERM)' if code == 143 else 'interrupted'}; "
+                   "run the same command again to resume where a run allows it", err=True)
+        return code
     except HeadsurgeonError as exc:
         typer.echo(f"error: {exc}", err=True)
         return exc.exit_code

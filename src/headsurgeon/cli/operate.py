@@ -68,8 +68,10 @@ def register(app: typer.Typer) -> None:
         try:
             result = operate(model, plan, out_dir=out, config=cfg, progress=progress, allow_other_model=allow_other_model, **loading)
         except RunInterrupted as exc:
+            from .main import interrupted_exit_code
+
             typer.echo(str(exc), err=True)
-            raise typer.Exit(130) from None
+            raise typer.Exit(interrupted_exit_code(exc)) from None
         m = result.manifest
         # Only the main process writes and verifies the final model; the other ranks have no verdict to judge.
         checked = bool((m["invariant"] or {}).get("final"))

@@ -1,7 +1,8 @@
 """Named points where a test can kill the process (SIGKILL), to prove a run folder survives it.
 
 ``HEADSURGEON_KILL_AT=<point>:<n>`` kills the process the ``n``-th time it passes ``<point>``
-(counting from 1); ``<point>:<n>:INT`` sends SIGINT instead (a Ctrl-C at that very point). Kills triggered by the program's own progress, not by timers, make the
+(counting from 1); ``<point>:<n>:INT`` sends SIGINT instead (a Ctrl-C at that very point), ``:TERM``
+SIGTERM (a scheduler's preemption, ``kill``). Kills triggered by the program's own progress, not by timers, make the
 kill-and-resume tests independent of machine speed. Without the variable this costs one
 dictionary lookup per point. The points, in the order a run meets them:
 
@@ -29,4 +30,4 @@ def kill_point(name: str) -> None:
         return
     _hits[name] = _hits.get(name, 0) + 1
     if _hits[name] == int(count):
-        os.kill(os.getpid(), signal.SIGINT if sig == ["INT"] else signal.SIGKILL)
+        os.kill(os.getpid(), {"INT": signal.SIGINT, "TERM": signal.SIGTERM}.get(sig[0] if sig else "", signal.SIGKILL))
