@@ -150,11 +150,11 @@ def estimate(model, plan, config: SurgeryConfig | None = None, *, preset: str | 
                 if cfg.precision != "fp32" else nullcontext())
     rows = corpus.train[: cfg.batch_size]
 
-    def one_step() -> float:
+    def one_step(micro_batches: int) -> float:
         t0 = time.perf_counter()
         m.train()
         with ad.training_attention():
-            for _ in range(cfg.grad_accum):
+            for _ in range(micro_batches):
                 ids = rows.to(dev)
                 with autocast:
                     loss = m(input_ids=ids, labels=ids, use_cache=False).loss
@@ -163,8 +163,13 @@ def estimate(model, plan, config: SurgeryConfig | None = None, *, preset: str | 
             p.grad = None
         return time.perf_counter() - t0
 
-    one_step()
-    step_s = one_step()
+    if progress:  # a step of the paper's settings is 8 backward passes of 512 tokens: minutes on a CPU, say so
+        extras = [x for x, on in ((f"{cfg.precision} autocast", cfg.precision != "fp32"),
+                                  ("gradient checkpointing", cfg.gradient_checkpointing)) if on]
+        print(f"measuring one training step ({cfg.grad_accum} x {cfg.batch_size} x {cfg.seq_len} tokens"
+              f"{', ' + ', '.join(extras) if extras else ''}) and one evaluation on {dev.type} ...", file=sys.stderr, flush=True)
+    one_step(1)  # warm-up (first-call allocations): one micro-batch is enough, a whole step doubled the wait
+    step_s = one_step(cfg.grad_accum)
     peak = _peak_memory(dev)
     m.eval()
     with torch.no_grad():
