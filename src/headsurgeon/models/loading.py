@@ -322,11 +322,11 @@ def load_model(
     if placement is not None:
         chosen = {k: str(v) for k, v in (getattr(model, "hf_device_map", None) or {}).items()}
         placed = {**placement.to_dict(), "devices": sorted(set(chosen.values()))}
-    from .preflight import _hub_cached, weights_fingerprint
+    from .preflight import hub_cached_folder, weights_fingerprint
 
     # a hub id that from_pretrained just fetched: its files are now in the hub cache, so the
     # fingerprint (which a plan records and operate checks) comes from there
-    folder = Path(ref) if Path(ref).is_dir() else _hub_cached(str(spec))
+    folder = Path(ref) if Path(ref).is_dir() else hub_cached_folder(str(spec))
     return LoadedModel(model=model, tokenizer=tokenizer, adapter=adapter, name=name, source=ref, placement=placed,
                        weights_fingerprint=weights_fingerprint(folder) if folder else None)
 

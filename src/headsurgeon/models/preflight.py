@@ -149,7 +149,7 @@ def model_facts(spec: str | None) -> ModelFacts | None:
         elif not looks_like_hub_id(str(spec)):
             raise HeadsurgeonError(f"model path {spec} does not exist; pass an existing folder, a .gguf file or a hub id")
         else:
-            folder = _hub_cached(str(spec))
+            folder = hub_cached_folder(str(spec))
     if folder is None:
         return None
     return facts_from_config(_config_of(folder), folder, name)
@@ -163,7 +163,7 @@ def _converted(gguf: Path) -> Path | None:
     return target if (target / _CONVERTED_MARKER).is_file() else None
 
 
-def _hub_cached(spec: str) -> Path | None:
+def hub_cached_folder(spec: str) -> Path | None:
     """The hub cache's snapshot folder of ``spec`` (``None``: not cached), never the network."""
     try:
         from huggingface_hub import snapshot_download
