@@ -64,6 +64,15 @@ def test_killed_run_resumes_to_identical_weights(text_corpus, tmp_path):
         operate(_lm(seed=5), PLAN, out_dir=tmp_path / "cut", config=_cfg(text_corpus, lr=0.5), progress=False)
 
 
+def test_every_resumed_session_is_recorded_even_one_killed_before_its_first_checkpoint(text_corpus, tmp_path):
+    cfg = _cfg(text_corpus, max_steps=10, eval_every=3)
+    for _ in range(2):  # killed at step 8 both times: checkpoint 6, then nothing new on the second go
+        with pytest.raises(KeyboardInterrupt):
+            operate(_lm(seed=5), PLAN, out_dir=tmp_path / "cut", config=cfg, progress=False, stop_after_step=7)
+    done = operate(_lm(seed=5), PLAN, out_dir=tmp_path / "cut", config=cfg, progress=False)
+    assert done.manifest["resumed"] == [{"from_step": 6}, {"from_step": 6}]
+
+
 def test_run_moved_without_its_models_resumes_to_the_same_final_model(text_corpus, tmp_path, monkeypatch):
     """A run folder carried to another machine without models/ (full models are large; the
     converged study commits only manifests and checkpoints): when the best point is the last

@@ -384,6 +384,7 @@ def _train(trainable: Trainable, folder: RunFolder, data: RunData, accelerator, 
         manifest.history, manifest.best = resumed.history, resumed.best
         manifest.resumed.append({"from_step": resumed.step, **({"damaged_skipped": resumed.skipped} if resumed.skipped else {}),
                                  **({"to_budget": extend_to} if extend_to else {})})
+        save()  # now, not at the next checkpoint: a session killed before it would leave no trace
         state = LoopState(step=resumed.progress["step"], tokens=resumed.progress["tokens"], train_seconds=resumed.progress["train_seconds"])
         if early and patience_exhausted(manifest, cfg.patience):
             end = state.step  # it had already stopped there (killed before the manifest said so)
