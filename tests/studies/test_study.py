@@ -148,6 +148,24 @@ def test_cli_study_on_a_saved_tiny_model(study_corpus, tmp_path):
     assert run(["study", "--preset", "nope", "--out", str(tmp_path / "x")]) == 2
 
 
+def test_cli_study_stopped_by_sigterm_or_ctrl_c_says_what_it_kept(study_corpus, tmp_path):
+    """typer turns a KeyboardInterrupt escaping a command into Exit(130) and drops its message; a
+    study stopped mid-run must still name the checkpoint it kept, with 143 for SIGTERM."""
+    from forked_cli import run_cli
+
+    folder = tmp_path / "model"
+    lm = tiny_lm()
+    lm.model.save_pretrained(folder)
+    lm.tokenizer.save_pretrained(folder)
+    for sig, code in (("TERM", 143), ("INT", 130)):
+        args = ["study", "--model", str(folder), "--preset", "tiny", "--arms", "surgery", "--seeds", "0",
+                "--corpus", str(study_corpus), "--out", str(tmp_path / sig), "--no-progress"]
+        proc = run_cli(args, env={"HEADSURGEON_KILL_AT": f"checkpoint-renamed:2:{sig}"})
+        assert proc.returncode == code, (sig, proc.returncode, proc.stderr[-2000:])
+        assert "checkpoint at step 3" in proc.stderr and "run the same command again" in proc.stderr, proc.stderr[-2000:]
+        assert "Traceback" not in proc.stderr
+
+
 
 
 def test_run_report_carries_the_study_section(study, tmp_path):

@@ -100,6 +100,32 @@ def test_run_moved_without_its_models_resumes_to_the_same_final_model(text_corpu
         assert torch.equal(a[k], b[k]), k
 
 
+def test_run_moved_without_its_models_and_best_not_last_keeps_the_numbers(text_corpus, tmp_path, capsys):
+    """The other case: the best point (here by targets_healthy, all healthy right after the
+    re-init, at step 0) was an earlier session's and its model went with models/. The run
+    finishes with the trained final model, the best's numbers stay, its path says it is gone,
+    and the CLI summary says so instead of failing."""
+    import shutil
+
+    from headsurgeon.cli.operate import _summary
+
+    cfg = _cfg(text_corpus, max_steps=10, eval_every=3, best_metric="targets_healthy")
+    full = operate(_lm(seed=5), PLAN, out_dir=tmp_path / "full", config=cfg, progress=False)
+    assert full.manifest["best"]["step"] < 10
+    with pytest.raises(KeyboardInterrupt):
+        operate(_lm(seed=5), PLAN, out_dir=tmp_path / "cut", config=cfg, progress=False, stop_after_step=7)
+    shutil.rmtree(tmp_path / "cut" / "models")
+    done = operate(_lm(seed=5), PLAN, out_dir=tmp_path / "cut", config=cfg, progress=False)
+    best = done.manifest["best"]
+    assert best["path"] is None and best["step"] == full.manifest["best"]["step"] and best["value"] == full.manifest["best"]["value"]
+    assert done.invariant_held and "best" not in done.manifest["invariant"]
+    a = AutoModelForCausalLM.from_pretrained(tmp_path / "full" / "models" / "final").state_dict()
+    b = AutoModelForCausalLM.from_pretrained(tmp_path / "cut" / "models" / "final").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    _summary(done, True)
+    assert "not kept" in capsys.readouterr().out
+
+
 def test_run_started_before_an_option_existed_is_still_the_same_run(text_corpus, tmp_path):
     """A manifest without a newer option (here: one we delete) matches when the option is at its
     default, so upgrading headsurgeon does not orphan a half-finished run; a non-default value does not."""

@@ -108,13 +108,50 @@ def _raise_terminated(signum, frame) -> None:
     raise Terminated("SIGTERM")
 
 
+class _Interrupted(Exception):  # noqa: N818 - a carrier, not an error of its own
+    """A Ctrl-C / SIGTERM carried past typer, which would turn it into a bare ``Exit(130)``
+    and drop the run's message (what it kept, how to resume) and the 143 of SIGTERM."""
+
+    def __init__(self, original: KeyboardInterrupt):
+        super().__init__(str(original))
+        self.original = original
+
+
+def _carry_interrupts(command):
+    invoke = command.invoke
+
+    def carried(ctx):
+        try:
+            return invoke(ctx)
+        except KeyboardInterrupt as exc:
+            raise _Interrupted(exc) from exc
+
+    command.invoke = carried
+    return command
+
+
 def interrupted_exit_code(exc: BaseException | None = None) -> int:
     """143 (128 + SIGTERM) when ``exc`` came from SIGTERM, else 130 (128 + SIGINT), the shell's convention."""
+    return 143 if any(isinstance(e, Terminated) for e in _chain(exc)) else 130
+
+
+def _interrupted(exc: BaseException) -> int:
+    """Say what an interruption left (a run's own message names its checkpoint) and return 130 or 143."""
+    runs = sys.modules.get("headsurgeon.surgery.training_run")  # not imported: no run was interrupted (and no torch to load now)
+    code = interrupted_exit_code(exc)
+    kept = next((e for e in _chain(exc) if isinstance(e, runs.RunInterrupted)), None) if runs else None
+    if kept is not None:
+        typer.echo(f"error: {kept}", err=True)
+    else:
+        typer.echo(f"error: interrupted{' (SIGTERM)' if code == 143 else ''}; run the same command again to resume where a run allows it",
+                   err=True)
+    return code
+
+
+def _chain(exc: BaseException | None):
     while exc is not None:
-        if isinstance(exc, Terminated):
-            return 143
+        yield exc
         exc = exc.__cause__ or exc.__context__
-    return 130
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -146,7 +183,7 @@ def _run(argv: list[str] | None) -> int:
     from headsurgeon.errors import HeadsurgeonError, from_os_error
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = _finite_floats(typer.main.get_command(app))
+    command = _carry_interrupts(_finite_floats(typer.main.get_command(app)))
     try:
         result = command.main(args=argv, prog_name="headsurgeon", standalone_mode=False)
         return result if isinstance(result, int) else 0
@@ -159,11 +196,10 @@ def _run(argv: list[str] | None) -> int:
         return 2
     except typer.Exit as exc:
         return exc.exit_code
-    except (typer.Abort, KeyboardInterrupt) as exc:
-        code = interrupted_exit_code(exc)
-        typer.echo(f"error: {'terminated (SIGTERM)' if code == 143 else 'interrupted'}; "
-                   "run the same command again to resume where a run allows it", err=True)
-        return code
+    except _Interrupted as exc:
+        return _interrupted(exc.original)
+    except (typer.Abort, KeyboardInterrupt) as exc:  # before a command runs (option parsing)
+        return _interrupted(exc)
     except HeadsurgeonError as exc:
         typer.echo(f"error: {exc}", err=True)
         return exc.exit_code

@@ -95,7 +95,8 @@ def _summary(result, checked: bool) -> None:
         ppl = ", ".join(f"{k}={row[k]}" for k in ("train_ppl", "heldout_ppl", "other_ppl") if k in row)
         console.print(f"  {label:>14}: {ppl}" + (f", targets healthy {row['targets_healthy']}/{m['outcome']['targets']}" if "targets_healthy" in row else ""))
     if m["best"]:
-        console.print(f"  best by {m['best']['metric']}: step {m['best']['step']} ({m['best']['value']}) -> {result.run_dir / m['best']['path']}")
+        kept = result.run_dir / m["best"]["path"] if m["best"].get("path") else "not kept (the folder was copied without it)"
+        console.print(f"  best by {m['best']['metric']}: step {m['best']['step']} ({m['best']['value']}) -> {kept}")
     console.print(f"  re-collapsed targets: {m['outcome']['recollapsed_targets'] or 'none'}")
     verdict = ("held" if result.invariant_held else "VIOLATED") if checked else "verified by the main process"
     console.print(f"  invariant (frozen parts bit-identical): {verdict}")
