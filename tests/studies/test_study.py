@@ -181,3 +181,27 @@ def test_run_report_carries_the_study_section(study, tmp_path):
     with pytest.raises(HeadsurgeonError):
         build_report(run_dir, out=tmp_path / "r2.html", progress=False,
                      options=ReportOptions(generations=False, dormancy=False, ablation=False, study=str(tmp_path / "missing")))
+
+
+def test_a_study_carried_without_its_models_measures_the_trained_runs(study_corpus, tmp_path):
+    """scripts/study-state commits a study without models/: the end measures of a finished
+    surgery run are then rebuilt from its last checkpoint's slices - the same numbers as from
+    models/final - and with neither there, the study refuses instead of measuring the stock model."""
+    import shutil
+
+    settings = _settings(study_corpus, arms=("surgery",)).with_(seeds=(0,))
+    out = tmp_path / "study"
+    first = run_study(tiny_lm, out_dir=out, settings=settings, progress=False)
+    run = out / "runs" / "surgery" / "seed-0"
+    shutil.rmtree(run / "models")
+    (run / "study-measures.json").unlink()
+    again = run_study(tiny_lm, out_dir=out, settings=settings, progress=False)
+    keys = ("ablation_delta_final", "ablation_gain", "drift_count", "drift_mean_abs")
+    row = {r["arm"]: r for r in first.runs}["surgery"]["scalars"]
+    row2 = {r["arm"]: r for r in again.runs}["surgery"]["scalars"]
+    assert {k: row2[k] for k in keys} == pytest.approx({k: row[k] for k in keys}, abs=1e-6)
+    assert row["ablation_delta_final"] != {r["arm"]: r for r in first.runs}["stock"]["scalars"]["ablation_delta_final"]
+    (run / "study-measures.json").unlink()
+    shutil.rmtree(run / "checkpoints")
+    with pytest.raises(HeadsurgeonError, match="no models/final and no checkpoint at its last step"):
+        run_study(tiny_lm, out_dir=out, settings=settings, progress=False)

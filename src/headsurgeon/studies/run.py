@@ -119,13 +119,37 @@ def _stock_reference(loaded_data: Callable[[], tuple[LoadedModel, RunData]], cfg
     return {**doc, "ablation": ablation, "reused": reused and not missing}
 
 
-def _load_final_weights(loaded: LoadedModel, run_dir: Path) -> None:
+def _load_final_weights(loaded: LoadedModel, run_dir: Path, manifest: dict) -> None:
+    """The surgery run's final weights into ``loaded``: from ``models/final``, or, in a folder
+    carried to another machine without its models (``scripts/study-state``), from the trained
+    slices of the checkpoint at the run's last step. Never silently the stock weights."""
+    folder = RunFolder(run_dir)
+    files = sorted(folder.model("final").glob("*.safetensors"))
+    if not files:
+        _final_slices_from_checkpoint(loaded, folder, manifest)
+        return
     state = {}
-    for f in sorted(RunFolder(run_dir).model("final").glob("*.safetensors")):
+    for f in files:
         state.update(load_file(str(f)))
     result = loaded.model.load_state_dict(state, strict=False)
     if result.unexpected_keys:
-        raise HeadsurgeonError(f"{RunFolder(run_dir).model('final')} does not fit this model ({result.unexpected_keys[0]}); choose a new --out")
+        raise HeadsurgeonError(f"{folder.model('final')} does not fit this model ({result.unexpected_keys[0]}); choose a new --out")
+
+
+def _final_slices_from_checkpoint(loaded: LoadedModel, folder: RunFolder, manifest: dict) -> None:
+    from headsurgeon.surgery import SurgicalSlices
+    from headsurgeon.surgery.checkpoint import load_training_state
+
+    steps = (manifest.get("outcome") or {}).get("steps")
+    state = load_training_state(folder.checkpoints)
+    if state is None or state.step != steps:
+        raise HeadsurgeonError(f"{folder.root} has no models/final and no checkpoint at its last step ({steps}) to rebuild it from; "
+                               f"delete {folder.root} to train this arm again")
+    cfg = SurgeryConfig.from_dict(manifest["config"])
+    slices = SurgicalSlices(loaded.adapter, SurgeryPlan.from_dict(manifest["plan"]), seed=cfg.seed, reinitialise=cfg.reinitialise)
+    slices.install()
+    slices.load_pieces(state.pieces)
+    slices.merge()
 
 
 def _stored(arm: str, run_dir: Path) -> dict | None:
@@ -160,7 +184,7 @@ def _measure_arm(arm: str, factory, manifest: dict, run_dir: Path, *, reference:
     if arm == "lora":
         load_lora_weights(loaded, run_dir, manifest)
     else:
-        _load_final_weights(loaded, run_dir)
+        _load_final_weights(loaded, run_dir, manifest)
     heads = heads_of(manifest["plan"])
     meas = end_measures(loaded, heldout, heads, stock_delta=reference["ablation"][arm], stock_diag=stock_diag,
                         final_diag=final_diagnosis(run_dir, manifest), threshold=settings.drift_threshold,
