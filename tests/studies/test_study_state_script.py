@@ -1,5 +1,6 @@
 """scripts/study-state: what a long study commits so that it resumes on another machine."""
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -7,22 +8,37 @@ import sys
 from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "study-state"
+RESULTS_IGNORE = Path(__file__).resolve().parents[2] / "results" / ".gitignore"
+FILES = ("pieces.safetensors", "optimizer.safetensors", "state.json")
 
 
-def _run(folder: Path, arm: str, seed: int, *, status: str, reason: str | None, steps: list[int]) -> Path:
-    run = folder / "runs" / arm / f"seed-{seed}"
+def _generation(run: Path, step: int, *, complete: bool = True) -> Path:
+    gen = run / "checkpoints" / f"step-{step:06d}"
+    gen.mkdir(parents=True)
+    for name in FILES:
+        (gen / name).write_text(f"{name} {step}")
+    sums = {n: hashlib.sha256(f"{n} {step}".encode()).hexdigest() for n in FILES}
+    (gen / "checksums.json").write_text(json.dumps(sums))
+    if not complete:
+        (gen / "state.json").unlink()  # replaced while the script copies it
+    return gen
+
+
+def _run(study: Path, arm: str, *, status: str, reason: str | None, steps: list[int], measured: int | None = None) -> Path:
+    run = study / "runs" / arm / "seed-0"
     for step in steps:
-        gen = run / "checkpoints" / f"step-{step:06d}"
-        gen.mkdir(parents=True)
-        for name in ("pieces.safetensors", "optimizer.safetensors", "state.json"):
-            (gen / name).write_text(name)
-        (gen / "checksums.json").write_text(json.dumps({n: "x" for n in ("pieces.safetensors", "optimizer.safetensors", "state.json")}))
+        _generation(run, step)
     (run / "models" / "best").mkdir(parents=True)
     (run / "models" / "best" / "model.safetensors").write_text("big")
     (run / "diagnoses").mkdir()
     (run / "diagnoses" / f"step-{steps[-1]:06d}.json").write_text("{}")
-    manifest = {"status": status, "history": [{"step": s} for s in steps], "stopping": {"reason": reason} if reason else None}
+    (run / ".manifest.json.abc123.tmp").write_text("half")  # an atomic write in progress
+    (run / ".lock").write_text("")
+    manifest = {"status": status, "history": [{"step": s} for s in steps], "stopping": {"reason": reason} if reason else None,
+                "outcome": {"steps": steps[-1]}}
     (run / "manifest.json").write_text(json.dumps(manifest))
+    if measured is not None:
+        (run / "study-measures.json").write_text(json.dumps({"steps": measured}))
     return run
 
 
@@ -30,39 +46,73 @@ def _git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
 
 
-def test_save_commits_what_a_resume_needs_and_no_models(tmp_path):
+def _repo(tmp_path: Path) -> Path:
     repo = tmp_path / "repo"
     (repo / "scripts").mkdir(parents=True)
+    (repo / "results").mkdir()
     shutil.copy(SCRIPT, repo / "scripts" / "study-state")
+    shutil.copy(RESULTS_IGNORE, repo / "results" / ".gitignore")
+    (repo / ".gitignore").write_text("runs/\nout/\n")  # the repository's rules the snapshot must get past
     _git(repo, "init", "-q")
     _git(repo, "config", "user.email", "t@example.org")
     _git(repo, "config", "user.name", "t")
-    (repo / ".gitignore").write_text("runs/\n")  # the repository's rule the results folder must override
-    shutil.copy(SCRIPT.parents[1] / "results" / ".gitignore", tmp_path / "results.gitignore")
-    study = repo / "results" / "study-converged"
-    study.mkdir(parents=True)
-    shutil.copy(tmp_path / "results.gitignore", repo / "results" / ".gitignore")
-    (study / "stock-diagnosis.json").write_text("{}")
-    _run(study, "surgery", 0, status="running", reason=None, steps=[100, 150])
-    _run(study, "lora", 0, status="finished", reason="patience", steps=[300, 350])
-    _run(study, "no_reinit", 0, status="finished", reason="cap", steps=[1350, 1400])
-    (study / "runs" / "surgery" / "seed-0" / "checkpoints" / "step-000150" / "state.json").unlink()  # half-written: not complete
-    _git(repo, "add", ".gitignore", "results/.gitignore", "scripts")
+    _git(repo, "add", ".")
     _git(repo, "commit", "-q", "-m", "init")
-    out = subprocess.run([sys.executable, str(repo / "scripts" / "study-state"), "save"], capture_output=True, text=True)
+    return repo
+
+
+def _checkpoints(files: set[str]) -> set[str]:
+    return {f.split("/runs/")[1].split("/seed-")[0] + ":" + f.split("/checkpoints/")[1].split("/")[0] for f in files if "/checkpoints/" in f}
+
+
+def _save(repo: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(repo / "scripts" / "study-state"), "save"], capture_output=True, text=True)
+
+
+def test_save_commits_what_a_resume_needs_and_restore_brings_it_back(tmp_path):
+    repo = _repo(tmp_path)
+    work = repo / "out" / "study-converged"
+    work.mkdir(parents=True)
+    (work / "stock-diagnosis.json").write_text("{}")
+    surgery = _run(work, "surgery", status="running", reason=None, steps=[100])
+    _generation(surgery, 150, complete=False)
+    _run(work, "lora", status="finished", reason="patience", steps=[300, 350], measured=350)
+    _run(work, "no_reinit", status="finished", reason="cap", steps=[1350, 1400], measured=1400)
+    _run(work, "random_healthy", status="finished", reason="cap", steps=[1350, 1400])  # not measured yet
+    out = _save(repo)
     assert out.returncode == 0, out.stderr
     files = set(_git(repo, "ls-files", "results").split())
-    ck = {f.split("/checkpoints/")[0].split("/runs/")[1] + ":" + f.split("/checkpoints/")[1].split("/")[0] for f in files if "/checkpoints/" in f}
-    # the running run: its newest *complete* generation; the patience run: newest; the cap run: none
-    assert ck == {"surgery/seed-0:step-000100", "lora/seed-0:step-000350"}
-    assert not [f for f in files if "/models/" in f]
-    assert "results/study-converged/runs/no_reinit/seed-0/manifest.json" in files
-    assert "results/study-converged/stock-diagnosis.json" in files
-    # the run went on: the next save drops the generation it no longer needs
-    gen = study / "runs" / "surgery" / "seed-0" / "checkpoints" / "step-000150"
-    (gen / "state.json").write_text("state.json")
-    subprocess.run([sys.executable, str(repo / "scripts" / "study-state"), "save"], check=True, capture_output=True, text=True)
+    # running: the newest generation that copies intact; patience: newest; cap + measured: none; cap, unmeasured: newest
+    assert _checkpoints(files) == {"surgery:step-000100", "lora:step-000350", "random_healthy:step-001400"}
+    assert not [f for f in files if "/models/" in f or f.endswith((".tmp", ".lock"))]
+    assert {"results/study-converged/runs/no_reinit/seed-0/manifest.json", "results/study-converged/stock-diagnosis.json"} <= files
+    assert _git(repo, "status", "--porcelain").strip() == ""  # the study's own folder stays out of git
+    # the run went on: the next save takes the new generation and drops the one no longer needed
+    shutil.rmtree(surgery / "checkpoints" / "step-000150")
+    _generation(surgery, 200)
+    assert _save(repo).returncode == 0
     files = set(_git(repo, "ls-files", "results").split())
-    assert not [f for f in files if "step-000100" in f and "/surgery/" in f]
-    assert [f for f in files if "step-000150" in f and "/surgery/" in f]
-    assert _git(repo, "status", "--porcelain", "results").strip() == ""
+    assert "surgery:step-000200" in _checkpoints(files) and "surgery:step-000100" not in _checkpoints(files)
+    assert _save(repo).stdout.startswith("study-state: nothing changed")
+    # a fresh clone gets the study folder back, byte for byte, and restore never overwrites
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
+    assert subprocess.run([sys.executable, str(clone / "scripts" / "study-state"), "restore"], capture_output=True).returncode == 0
+    back = clone / "out" / "study-converged"
+    gen = back / "runs" / "surgery" / "seed-0" / "checkpoints" / "step-000200"
+    assert (gen / "state.json").read_text() == "state.json 200"
+    assert (back / "runs" / "no_reinit" / "seed-0" / "manifest.json").read_bytes() == (work / "runs" / "no_reinit" / "seed-0" / "manifest.json").read_bytes()
+    (back / "stock-diagnosis.json").write_text("newer, on this machine")
+    subprocess.run([sys.executable, str(clone / "scripts" / "study-state"), "restore"], check=True, capture_output=True)
+    assert (back / "stock-diagnosis.json").read_text() == "newer, on this machine"
+
+
+def test_save_refuses_other_staged_changes_and_a_missing_study(tmp_path):
+    repo = _repo(tmp_path)
+    out = _save(repo)
+    assert out.returncode == 1 and "does not exist" in out.stderr and "Traceback" not in out.stderr
+    (repo / "out" / "study-converged").mkdir(parents=True)
+    (repo / "README.md").write_text("x")
+    _git(repo, "add", "README.md")
+    out = _save(repo)
+    assert out.returncode == 1 and "README.md" in out.stderr and "staged already" in out.stderr
