@@ -28,6 +28,24 @@ def test_version(capsys):
     assert capsys.readouterr().out.strip().startswith(f"headsurgeon {__version__}")
 
 
+def test_an_interrupt_while_the_root_command_parses_says_so_and_exits_143(monkeypatch, capsys):
+    """SIGTERM during the root's option handling (here inside --version's callback): typer would
+    have returned a bare 130 with nothing printed."""
+    import headsurgeon.cli.main as main
+
+    real, calls = main.typer.echo, []
+
+    def echo(*args, **kwargs):
+        if not calls:
+            calls.append(1)
+            raise main.Terminated("SIGTERM")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(main.typer, "echo", echo)
+    assert run(["--version"]) == 143
+    assert "error: interrupted (SIGTERM)" in capsys.readouterr().err
+
+
 def test_diagnose_json_is_the_document_alone(saved_tiny, tmp_path, capsys):
     model = str(saved_tiny("llama-gqa"))
     capsys.readouterr()

@@ -105,6 +105,9 @@ class Terminated(KeyboardInterrupt):
 
 
 def _raise_terminated(signum, frame) -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut short the unwinding (SIGKILL still ends it)
     raise Terminated("SIGTERM")
 
 
@@ -118,15 +121,17 @@ class _Interrupted(Exception):  # noqa: N818 - a carrier, not an error of its ow
 
 
 def _carry_interrupts(command):
-    invoke = command.invoke
+    """Wrap the root command's option parsing and invocation (subcommands run inside the latter)."""
+    for name in ("make_context", "invoke"):
+        original = getattr(command, name)
 
-    def carried(ctx):
-        try:
-            return invoke(ctx)
-        except KeyboardInterrupt as exc:
-            raise _Interrupted(exc) from exc
+        def carried(*args, _original=original, **kwargs):
+            try:
+                return _original(*args, **kwargs)
+            except KeyboardInterrupt as exc:
+                raise _Interrupted(exc) from exc
 
-    command.invoke = carried
+        setattr(command, name, carried)
     return command
 
 
@@ -198,7 +203,7 @@ def _run(argv: list[str] | None) -> int:
         return exc.exit_code
     except _Interrupted as exc:
         return _interrupted(exc.original)
-    except (typer.Abort, KeyboardInterrupt) as exc:  # before a command runs (option parsing)
+    except (typer.Abort, KeyboardInterrupt) as exc:  # outside the wrapped calls (typer's own set-up)
         return _interrupted(exc)
     except HeadsurgeonError as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
         training: Optional[dict] = None,
     ) -> None:
         """Re-initialise the plan's heads, train only their slices, checkpoint, verify nothing else changed."""
-        from headsurgeon.surgery import RunInterrupted, operate, preset as get_preset
+        from headsurgeon.surgery import operate, preset as get_preset
         from headsurgeon.surgery.config import auto_preset
 
         set_threads(threads)
@@ -65,13 +65,8 @@ def register(app: typer.Typer) -> None:
             for line in est.lines():
                 console.print(line, highlight=False)
             return
-        try:
-            result = operate(model, plan, out_dir=out, config=cfg, progress=progress, allow_other_model=allow_other_model, **loading)
-        except RunInterrupted as exc:
-            from .main import interrupted_exit_code
-
-            typer.echo(str(exc), err=True)
-            raise typer.Exit(interrupted_exit_code(exc)) from None
+        # Ctrl-C / SIGTERM: the run's RunInterrupted (what it kept) reaches cli.main, which prints it like every error
+        result = operate(model, plan, out_dir=out, config=cfg, progress=progress, allow_other_model=allow_other_model, **loading)
         m = result.manifest
         # Only the main process writes and verifies the final model; the other ranks have no verdict to judge.
         checked = bool((m["invariant"] or {}).get("final"))
