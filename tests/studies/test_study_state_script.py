@@ -116,3 +116,53 @@ def test_save_refuses_other_staged_changes_and_a_missing_study(tmp_path):
     _git(repo, "add", "README.md")
     out = _save(repo)
     assert out.returncode == 1 and "README.md" in out.stderr and "staged already" in out.stderr
+
+
+def test_a_checkpoint_that_does_not_match_its_checksums_is_never_saved(tmp_path):
+    """Content checked, not just presence: a newest generation whose bytes differ from its
+    checksums.json is passed over for the one before; when none is intact, the last save's
+    generation stays committed (with a warning) instead of the run losing every checkpoint."""
+    repo = _repo(tmp_path)
+    work = repo / "out" / "study-converged"
+    run = _run(work, "surgery", status="running", reason=None, steps=[100])
+    assert _save(repo).returncode == 0
+    (_generation(run, 150) / "pieces.safetensors").write_text("changed after its checksum was taken")
+    out = _save(repo)
+    assert out.returncode == 0 and "surgery:step-000100" in _checkpoints(set(_git(repo, "ls-files", "results").split()))
+    assert "surgery:step-000150" not in _checkpoints(set(_git(repo, "ls-files", "results").split()))
+    # the run moves on, and every generation it has now is damaged: the saved one is kept
+    shutil.rmtree(run / "checkpoints" / "step-000100")
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["history"].append({"step": 150})
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    out = _save(repo)
+    assert out.returncode == 0 and "no checkpoint copied intact" in out.stderr and "kept the last save's step-000100" in out.stderr
+    assert "surgery:step-000100" in _checkpoints(set(_git(repo, "ls-files", "results").split()))
+
+
+def test_restore_leaves_a_run_folder_of_this_machine_whole(tmp_path):
+    repo = _repo(tmp_path)
+    work = repo / "out" / "study-converged"
+    _run(work, "surgery", status="running", reason=None, steps=[100, 150])
+    _run(work, "lora", status="running", reason=None, steps=[50])
+    assert _save(repo).returncode == 0
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
+    mine = clone / "out" / "study-converged" / "runs" / "surgery" / "seed-0"
+    _generation(mine, 0)  # another run started here from scratch
+    (mine / "manifest.json").write_text(json.dumps({"status": "running", "history": [{"step": 0}], "fingerprint": "other"}))
+    out = subprocess.run([sys.executable, str(clone / "scripts" / "study-state"), "restore"], capture_output=True, text=True)
+    assert out.returncode == 0 and "kept this machine's" in out.stdout
+    assert [g.name for g in (mine / "checkpoints").iterdir()] == ["step-000000"]  # nothing of the saved run mixed in
+    assert (clone / "out" / "study-converged" / "runs" / "lora" / "seed-0" / "checkpoints" / "step-000050" / "state.json").is_file()
+
+
+def test_save_refuses_a_results_folder_that_is_a_live_study(tmp_path):
+    """The layout before snapshots: the study itself ran in results/study-converged. Pruning it as
+    a snapshot would delete its models and newer checkpoints."""
+    repo = _repo(tmp_path)
+    (repo / "out" / "study-converged").mkdir(parents=True)
+    _run(repo / "results" / "study-converged", "surgery", status="running", reason=None, steps=[100])
+    out = _save(repo)
+    assert out.returncode == 1 and "not a snapshot" in out.stderr
+    assert (repo / "results" / "study-converged" / "runs" / "surgery" / "seed-0" / "models" / "best" / "model.safetensors").is_file()
