@@ -88,7 +88,7 @@ def test_operate_help_shows_preset_defaults():
 
 
 def _manifest(path, status="running", kind="surgery_run"):
-    m = RunManifest(kind=kind, fingerprint="f", model={"name": "tiny"}, plan={"targets": ["L0H1"], "gqa_mode": "query"},
+    m = RunManifest(kind=kind, fingerprint="f", model={"name": "tiny"}, plan={"targets": {"0": [1], "1": [0, 2]}, "gqa_mode": "query"},
                     config={"max_steps": 8}, status=status, history=[{"step": 0}, {"step": 4}])
     path.mkdir(parents=True)
     save_manifest(RunFolder(path), m)
@@ -136,6 +136,7 @@ def test_runs_lists_states(tmp_path, capsys):
     assert run(["runs", str(tmp_path), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["kind"] == "run_list" and len(doc["runs"]) == 9
+    assert {r["targets"] for r in doc["runs"] if r["targets"] is not None} == {3}  # heads (in 2 layers), not layers
     assert run(["runs", str(tmp_path / "nope")]) == 2
 
 

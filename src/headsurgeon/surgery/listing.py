@@ -74,7 +74,9 @@ def run_state(run_dir: str | Path) -> RunState:
     except HeadsurgeonError as exc:
         return RunState(str(folder.root), "damaged", "unknown", str(exc).split(";")[0].replace(str(folder.manifest), MANIFEST))
     hist = m.history
-    base = dict(path=str(folder.root), kind=m.kind, model=m.model.get("name"), targets=len(m.plan.get("targets", [])),
+    targets = m.plan.get("targets") or {}  # {layer: [heads]} as plans save it
+    n_targets = sum(len(hs) for hs in targets.values()) if isinstance(targets, dict) else len(targets)
+    base = dict(path=str(folder.root), kind=m.kind, model=m.model.get("name"), targets=n_targets,
                 step=hist[-1]["step"] if hist else None, total_steps=m.config.get("max_steps"), updated=m.updated)
     if m.finished:
         final = final_weights(folder, m.kind)
