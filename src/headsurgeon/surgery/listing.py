@@ -81,6 +81,11 @@ def run_state(run_dir: str | Path) -> RunState:
     if m.finished:
         final = final_weights(folder, m.kind)
         if not final.is_file():
+            step, _ = _resume_point(folder)
+            if m.kind != "lora_run" and step is not None and hist and step == hist[-1]["step"]:
+                # a folder carried without models/ (scripts/study-state): the slices are in the checkpoint
+                return RunState(state="finished", detail=f"models/ not in this folder; the final slices are in the step-{step} checkpoint",
+                                **base)
             return RunState(state="damaged", detail=f"finished, but {final.relative_to(folder.root)} is missing", **base)
         if m.kind == "lora_run":  # no frozen-weights invariant to report: the base model is never written
             return RunState(state="finished", detail="LoRA adapter written", **base)
