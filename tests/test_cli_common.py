@@ -120,8 +120,10 @@ def test_runs_lists_states(tmp_path, capsys):
     gone = _manifest(tmp_path / "b" / "all-damaged")
     _generation(gone, 8, intact=False)
     _manifest(tmp_path / "c" / "final-missing", "finished")
-    carried = _manifest(tmp_path / "c" / "carried", "finished")  # copied without models/, its last checkpoint kept
+    carried = _manifest(tmp_path / "c" / "carried", "finished")  # copied without models/, its last step's slices kept
     _generation(carried, 4)
+    (carried / "checkpoints" / "step-000004" / "optimizer.safetensors").unlink()  # scripts/study-state leaves it out
+    _generation(_manifest(tmp_path / "c" / "carried-flipped", "finished"), 4, intact=False)  # its slices not as saved
     _manifest(tmp_path / "c" / "nan", "stopped: loss became nan at step 3")
     lora = _manifest(tmp_path / "e" / "lora", "finished", kind="lora_run")
     (lora / "adapter").mkdir()
@@ -131,14 +133,14 @@ def test_runs_lists_states(tmp_path, capsys):
     states = {r.path.split("/")[-1]: (r.state, r.detail) for r in list_runs(tmp_path)}
     assert {k: v[0] for k, v in states.items()} == {
         "finished": "finished", "half": "resumable", "resumable": "resumable", "fallback": "resumable", "all-damaged": "damaged",
-        "final-missing": "damaged", "carried": "finished", "nan": "stopped", "broken": "damaged", "lora": "finished"}
+        "final-missing": "damaged", "carried": "finished", "carried-flipped": "damaged", "nan": "stopped", "broken": "damaged", "lora": "finished"}
     assert "final slices are in the step-4 checkpoint" in states["carried"][1]
     assert "step-4 checkpoint" in states["resumable"][1] and "no training checkpoint" in states["half"][1]
     assert "step-4 checkpoint (newer step 8 damaged" in states["fallback"][1]
     assert "no checkpoint generation is intact (step 8)" in states["all-damaged"][1]
     assert run(["runs", str(tmp_path), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["kind"] == "run_list" and len(doc["runs"]) == 10
+    assert doc["kind"] == "run_list" and len(doc["runs"]) == 11
     assert {r["targets"] for r in doc["runs"] if r["targets"] is not None} == {3}  # heads (in 2 layers), not layers
     assert run(["runs", str(tmp_path / "nope")]) == 2
 

@@ -195,6 +195,8 @@ def test_a_study_carried_without_its_models_measures_the_trained_runs(study_corp
     run = out / "runs" / "surgery" / "seed-0"
     shutil.rmtree(run / "models")
     (run / "study-measures.json").unlink()
+    for gen in (run / "checkpoints").glob("step-*"):  # as scripts/study-state carries a run that ended at its cap
+        (gen / "optimizer.safetensors").unlink()
     again = run_study(tiny_lm, out_dir=out, settings=settings, progress=False)
     keys = ("ablation_delta_final", "ablation_gain", "drift_count", "drift_mean_abs")
     row = {r["arm"]: r for r in first.runs}["surgery"]["scalars"]
@@ -202,6 +204,10 @@ def test_a_study_carried_without_its_models_measures_the_trained_runs(study_corp
     assert {k: row2[k] for k in keys} == pytest.approx({k: row[k] for k in keys}, abs=1e-6)
     assert row["ablation_delta_final"] != {r["arm"]: r for r in first.runs}["stock"]["scalars"]["ablation_delta_final"]
     (run / "study-measures.json").unlink()
+    last = max((run / "checkpoints").glob("step-*"))
+    (last / "pieces.safetensors").write_bytes((last / "pieces.safetensors").read_bytes()[:-8] + b"\0" * 8)
+    with pytest.raises(HeadsurgeonError, match="no models/final and no intact checkpoint at its last step"):
+        run_study(tiny_lm, out_dir=out, settings=settings, progress=False)  # slices not as saved: refused, not measured
     shutil.rmtree(run / "checkpoints")
-    with pytest.raises(HeadsurgeonError, match="no models/final and no checkpoint at its last step"):
+    with pytest.raises(HeadsurgeonError, match="no models/final and no intact checkpoint at its last step"):
         run_study(tiny_lm, out_dir=out, settings=settings, progress=False)

@@ -84,6 +84,10 @@ def test_save_commits_what_a_resume_needs_and_restore_brings_it_back(tmp_path):
     files = set(_git(repo, "ls-files", "results").split())
     # running: the newest generation that copies intact; patience: newest; cap + measured: none; cap, unmeasured: newest
     assert _checkpoints(files) == {"surgery:step-000100", "lora:step-000350", "random_healthy:step-001400"}
+    # ended at the cap, never trains again: its slices only, no optimizer state
+    cap_gen = "results/study-converged/runs/random_healthy/seed-0/checkpoints/step-001400/"
+    assert {f[len(cap_gen):] for f in files if f.startswith(cap_gen)} == {"checksums.json", "pieces.safetensors", "state.json"}
+    assert {"optimizer.safetensors", "pieces.safetensors"} <= {f.rsplit("/", 1)[1] for f in files if "/surgery/" in f and "/step-000100/" in f}
     assert not [f for f in files if "/models/" in f or f.endswith((".tmp", ".lock"))]
     assert {"results/study-converged/runs/no_reinit/seed-0/manifest.json", "results/study-converged/stock-diagnosis.json"} <= files
     assert _git(repo, "status", "--porcelain").strip() == ""  # the study's own folder stays out of git
@@ -105,6 +109,25 @@ def test_save_commits_what_a_resume_needs_and_restore_brings_it_back(tmp_path):
     (back / "stock-diagnosis.json").write_text("newer, on this machine")
     subprocess.run([sys.executable, str(clone / "scripts" / "study-state"), "restore"], check=True, capture_output=True)
     assert (back / "stock-diagnosis.json").read_text() == "newer, on this machine"
+
+
+def test_a_run_that_reaches_its_cap_keeps_only_its_slices_in_the_next_save(tmp_path):
+    """Saved whole while it trained; once it ends at the cap (measures still to come) the next save
+    drops its optimizer state from the snapshot and keeps the slices the measures are built from."""
+    repo = _repo(tmp_path)
+    work = repo / "out" / "study-converged"
+    run = _run(work, "surgery", status="running", reason=None, steps=[1400])
+    assert _save(repo).returncode == 0
+    gen = "results/study-converged/runs/surgery/seed-0/checkpoints/step-001400/"
+    names = lambda: {f[len(gen):] for f in _git(repo, "ls-files", "results").split() if f.startswith(gen)}  # noqa: E731
+    assert "optimizer.safetensors" in names()
+    manifest = json.loads((run / "manifest.json").read_text())
+    (run / "manifest.json").write_text(json.dumps({**manifest, "status": "finished", "stopping": {"reason": "cap"}}))
+    assert _save(repo).returncode == 0
+    assert names() == {"checksums.json", "pieces.safetensors", "state.json"}
+    (run / "study-measures.json").write_text(json.dumps({"steps": 1400}))  # measured: nothing of it is needed
+    assert _save(repo).returncode == 0
+    assert names() == set()
 
 
 def test_save_refuses_other_staged_changes_and_a_missing_study(tmp_path):

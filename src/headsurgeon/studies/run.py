@@ -138,17 +138,17 @@ def _load_final_weights(loaded: LoadedModel, run_dir: Path, manifest: dict) -> N
 
 def _final_slices_from_checkpoint(loaded: LoadedModel, folder: RunFolder, manifest: dict) -> None:
     from headsurgeon.surgery import SurgicalSlices
-    from headsurgeon.surgery.checkpoint import load_training_state
+    from headsurgeon.surgery.checkpoint import load_final_pieces
 
     steps = (manifest.get("outcome") or {}).get("steps")
-    state = load_training_state(folder.checkpoints)
-    if state is None or state.step != steps:
-        raise HeadsurgeonError(f"{folder.root} has no models/final and no checkpoint at its last step ({steps}) to rebuild it from; "
+    pieces = load_final_pieces(folder.checkpoints, steps) if isinstance(steps, int) else None
+    if pieces is None:
+        raise HeadsurgeonError(f"{folder.root} has no models/final and no intact checkpoint at its last step ({steps}) to rebuild it from; "
                                f"delete {folder.root} to train this arm again")
     cfg = SurgeryConfig.from_dict(manifest["config"])
     slices = SurgicalSlices(loaded.adapter, SurgeryPlan.from_dict(manifest["plan"]), seed=cfg.seed, reinitialise=cfg.reinitialise)
     slices.install()
-    slices.load_pieces(state.pieces)
+    slices.load_pieces(pieces)
     slices.merge()
 
 

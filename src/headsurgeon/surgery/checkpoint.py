@@ -172,15 +172,20 @@ def generations(checkpoints: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[5:]), reverse=True)
 
 
-def damage(path: Path) -> str | None:
-    """Why generation ``path`` cannot be trusted, or ``None`` when every file matches its checksum."""
+# What a finished run's end measures need of its last generation: its slices, not the optimizer
+# state a resume needs (scripts/study-state carries a finished run's generation without it).
+FINAL_FILES = ("pieces.safetensors", "state.json")
+
+
+def damage(path: Path, files: tuple[str, ...] = FILES) -> str | None:
+    """Why generation ``path`` cannot be trusted, or ``None`` when each of ``files`` matches its checksum."""
     try:
         sums = json.loads((path / CHECKSUMS).read_text())
     except FileNotFoundError:
         return f"{CHECKSUMS} is missing"
     except (OSError, ValueError):
         return f"{CHECKSUMS} is unreadable"
-    for name in FILES:
+    for name in files:
         f = path / name
         if not f.is_file():
             return f"{name} is missing"
@@ -215,6 +220,21 @@ def load_training_state(checkpoints: Path) -> TrainingState | None:
         raise HeadsurgeonError(f"no checkpoint in {checkpoints} is intact ({listed}); delete {checkpoints} to train this run "
                                "again from the start, or choose a new --out")
     return None
+
+
+def final_pieces_generation(checkpoints: Path, step: int) -> Path | None:
+    """The generation of ``step`` if its slices are intact (optimizer state not needed), else ``None``.
+
+    A finished run carried without ``models/`` is measured from these slices; resuming training
+    needs the whole generation (``load_training_state``)."""
+    path = checkpoints / f"step-{step:06d}"
+    return path if path.is_dir() and damage(path, FINAL_FILES) is None else None
+
+
+def load_final_pieces(checkpoints: Path, step: int) -> dict[str, torch.Tensor] | None:
+    """The trained slices saved at ``step`` (see ``final_pieces_generation``), or ``None``."""
+    path = final_pieces_generation(checkpoints, step)
+    return None if path is None else load_file(str(path / "pieces.safetensors"))
 
 
 def tell(message: str) -> None:

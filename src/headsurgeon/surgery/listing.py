@@ -21,7 +21,7 @@ from pathlib import Path
 
 from headsurgeon.errors import HeadsurgeonError
 
-from .checkpoint import damage, generations
+from .checkpoint import damage, final_pieces_generation, generations
 from .folder import MANIFEST, RunFolder
 from .manifest import RunManifest, load_manifest
 
@@ -81,8 +81,8 @@ def run_state(run_dir: str | Path) -> RunState:
     if m.finished:
         final = final_weights(folder, m.kind)
         if not final.is_file():
-            step, _ = _resume_point(folder)
-            if m.kind != "lora_run" and step is not None and hist and step == hist[-1]["step"]:
+            step = hist[-1]["step"] if hist else None
+            if m.kind != "lora_run" and step is not None and final_pieces_generation(folder.checkpoints, step) is not None:
                 # a folder carried without models/ (scripts/study-state): the slices are in the checkpoint
                 return RunState(state="finished", detail=f"models/ not in this folder; the final slices are in the step-{step} checkpoint",
                                 **base)
