@@ -198,6 +198,7 @@ def test_a_study_carried_without_its_models_measures_the_trained_runs(study_corp
     for gen in (run / "checkpoints").glob("step-*"):  # as scripts/study-state carries a run that ended at its cap
         (gen / "optimizer.safetensors").unlink()
     again = run_study(tiny_lm, out_dir=out, settings=settings, progress=False)
+    assert again.timing["trained_now"] == []  # measured from the slices, not trained again
     keys = ("ablation_delta_final", "ablation_gain", "drift_count", "drift_mean_abs")
     row = {r["arm"]: r for r in first.runs}["surgery"]["scalars"]
     row2 = {r["arm"]: r for r in again.runs}["surgery"]["scalars"]

@@ -130,6 +130,23 @@ def test_a_run_that_reaches_its_cap_keeps_only_its_slices_in_the_next_save(tmp_p
     assert names() == set()
 
 
+def test_a_run_that_ended_is_saved_with_its_last_steps_slices_or_a_warning(tmp_path):
+    """An older generation's slices are no use to a finished run's end measures (they are built
+    from its last step): when that step does not copy intact the save says so instead of
+    committing another step. A LoRA run that ended at the cap needs no checkpoint at all."""
+    repo = _repo(tmp_path)
+    work = repo / "out" / "study-converged"
+    run = _run(work, "surgery", status="finished", reason="cap", steps=[1350, 1400])
+    (run / "checkpoints" / "step-001400" / "pieces.safetensors").write_text("flipped")
+    lora = _run(work, "lora", status="finished", reason="cap", steps=[1400])
+    manifest = json.loads((lora / "manifest.json").read_text())
+    (lora / "manifest.json").write_text(json.dumps({**manifest, "kind": "lora_run"}))
+    out = _save(repo)
+    assert out.returncode == 0 and "last step's slices (step-001400) did not copy intact" in out.stderr
+    assert "cannot rebuild this run's end measures" in out.stderr
+    assert _checkpoints(set(_git(repo, "ls-files", "results").split())) == set()
+
+
 def test_save_refuses_other_staged_changes_and_a_missing_study(tmp_path):
     repo = _repo(tmp_path)
     out = _save(repo)

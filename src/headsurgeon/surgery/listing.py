@@ -5,7 +5,9 @@ are done, which can be resumed by re-running their command, and which are damage
 opening each manifest. The state is read from the files alone (nothing is loaded or changed):
 
 * ``finished``: the manifest says so and the final weights are there (``models/final`` for
-  surgery, ``adapter/final.safetensors`` for a study's LoRA arm);
+  surgery, ``adapter/final.safetensors`` for a study's LoRA arm), or, for a surgery folder
+  carried without ``models/`` (``scripts/study-state``), its last step's slices in an intact
+  checkpoint generation;
 * ``resumable``: the manifest says ``running`` (or a run was interrupted) and a training
   checkpoint generation that matches its checksums is there (or none yet: the run restarts from
   the stock evaluation): re-running the same command continues from it;

@@ -107,6 +107,7 @@ def train_loop(
     on_step: Callable[[LoopState, bool], bool | None],
     progress: bool = True,
     prefix_cache: FrozenPrefixCache | None = None,
+    label: str = "surgery",
 ) -> LoopState:
     """Run optimizer steps ``state.step + 1 .. total_steps``; ``on_step(state, epoch_end)`` after each
     (a true return value stops the loop there: early stopping).
@@ -123,7 +124,7 @@ def train_loop(
     pieces = slices.parameters()
     adapter = getattr(slices, "adapter", None)  # surgical slices and LoRA pieces both carry one: SDPA for the steps
     grad_seen = [False] * len(pieces)
-    bar = tqdm(total=total_steps, initial=state.step, desc="surgery", unit="step", disable=not (progress and accelerator.is_main_process))
+    bar = tqdm(total=total_steps, initial=state.step, desc=label, unit="step", disable=not (progress and accelerator.is_main_process))
     model.train()
     while state.step < total_steps:
         epoch, in_epoch = divmod(state.step, per_epoch)

@@ -424,7 +424,7 @@ def _train(trainable: Trainable, folder: RunFolder, data: RunData, accelerator, 
     try:
         state = train_loop(accelerator=accelerator, model=train_model, slices=trainable, optimizer=optimizer, scheduler=scheduler,
                            train=train, cfg=cfg, total_steps=end, state=state, on_step=on_step, progress=progress,
-                           prefix_cache=prefix_cache)
+                           prefix_cache=prefix_cache, label=trainable.what.removesuffix(" run"))
     except NonFiniteLoss as exc:
         manifest.status = f"stopped: {exc}"
         save()
