@@ -145,6 +145,34 @@ def test_runs_lists_states(tmp_path, capsys):
     assert run(["runs", str(tmp_path / "nope")]) == 2
 
 
+def test_runs_says_running_while_a_process_holds_the_folder(tmp_path, monkeypatch):
+    """A run being trained right now is "running", not "resumable" (re-running its command would
+    be refused as busy); once the lock is released it is resumable again. Checked through the
+    kernel's lock table and through the fallback (the id in the lock file, if alive)."""
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    run_dir = _manifest(tmp_path / "busy")
+    _generation(run_dir, 4)
+    folder = RunFolder(run_dir)
+    state = lambda: {r.path.split("/")[-1]: r for r in list_runs(tmp_path)}["busy"]  # noqa: E731
+    with folder.locked():
+        assert folder.lock_holder() == os.getpid()
+        assert state().state == "running" and f"process {os.getpid()}" in state().detail
+    assert folder.lock_holder() is None and state().state == "resumable"
+    # no lock table (not Linux): trust the id written in the lock file if that process lives
+    real = pathlib.Path.read_text
+    monkeypatch.setattr(pathlib.Path, "read_text", lambda self, *a, **k: (_ for _ in ()).throw(OSError("no /proc"))
+                        if str(self) == "/proc/locks" else real(self, *a, **k))
+    with folder.locked():
+        assert folder.lock_holder() == os.getpid()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    (run_dir / ".lock").write_text(gone.stdout.strip())  # a process that has ended
+    assert folder.lock_holder() is None and state().state == "resumable"
+
+
 def test_diagnose_summary_wording(capsys):
     import numpy as np
 

@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
         folder: Path = typer.Argument(Path("out"), help="Folder to search (its subfolders too, 4 levels deep)."),
         as_json: bool = json_option(),
     ) -> None:
-        """List the surgery runs in a folder: finished, resumable (re-run its command), stopped or damaged."""
+        """List the surgery runs in a folder: finished, running (a process works in it now), resumable (re-run its command), stopped or damaged."""
         from rich.table import Table
 
         from headsurgeon.surgery.listing import list_runs
@@ -30,10 +30,12 @@ def register(app: typer.Typer) -> None:
         if not runs:
             console.print(f"no surgery runs under {folder}")
             return
-        colour = {"finished": "green", "resumable": "yellow", "stopped": "red", "damaged": "red"}
+        colour = {"finished": "green", "running": "cyan", "resumable": "yellow", "stopped": "red", "damaged": "red"}
         t = Table(title=f"Surgery runs under {folder}")
         for col in ("run", "state", "model", "targets", "step", "detail", "updated (UTC)"):
-            t.add_column(col, justify="right" if col in ("targets", "step") else "left")
+            # the run's path and step are what a reader looks for: they never wrap, the detail does
+            t.add_column(col, justify="right" if col in ("targets", "step") else "left",
+                         no_wrap=col in ("run", "state", "targets", "step", "updated (UTC)"), max_width=16 if col == "model" else None)
         for r in runs:
             step = "–" if r.step is None else (f"{r.step}/{r.total_steps}" if r.total_steps else str(r.step))
             t.add_row((str(Path(r.path).relative_to(folder)) if Path(r.path) != folder else ".") + (" (LoRA)" if r.kind == "lora_run" else ""),

@@ -129,6 +129,40 @@ class RunFolder:
         finally:
             os.close(fd)  # releases the lock
 
+    def lock_holder(self) -> int | None:
+        """The id of the process working in this folder now (holding its lock), or ``None``.
+
+        Never takes the lock, not even for a moment: that could refuse a run starting at the same
+        instant. On Linux the kernel's lock table (``/proc/locks``) says whether the lock file is
+        held; elsewhere the id written in the lock file is trusted if that process is alive.
+        """
+        lock = self.root / LOCK
+        try:
+            st = lock.stat()
+            written = int(lock.read_text().strip() or 0) or None
+        except (OSError, ValueError):
+            return None
+        try:
+            table = Path("/proc/locks").read_text()
+        except OSError:
+            table = None
+        if table is not None:
+            where = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+            for line in table.splitlines():
+                parts = line.split()  # "1: FLOCK  ADVISORY  WRITE 2663 fe:00:5457199 0 EOF"
+                if len(parts) >= 6 and parts[1] == "FLOCK" and parts[5] == where:
+                    return int(parts[4]) if parts[4].isdigit() else written
+            return None
+        if written is None:
+            return None
+        try:
+            os.kill(written, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass  # alive, another user's
+        return written
+
     def remove_leftovers(self) -> list[str]:
         """Delete what interrupted atomic writes left behind; returns the removed names (relative)."""
         removed = []

@@ -8,6 +8,7 @@ opening each manifest. The state is read from the files alone (nothing is loaded
   surgery, ``adapter/final.safetensors`` for a study's LoRA arm), or, for a surgery folder
   carried without ``models/`` (``scripts/study-state``), its last step's slices in an intact
   checkpoint generation;
+* ``running``: a process is working in the folder now (it holds the folder's lock);
 * ``resumable``: the manifest says ``running`` (or a run was interrupted) and a training
   checkpoint generation that matches its checksums is there (or none yet: the run restarts from
   the stock evaluation): re-running the same command continues from it;
@@ -27,7 +28,7 @@ from .checkpoint import damage, final_pieces_generation, generations
 from .folder import MANIFEST, RunFolder
 from .manifest import RunManifest, load_manifest
 
-STATES = ("finished", "resumable", "stopped", "damaged")
+STATES = ("finished", "running", "resumable", "stopped", "damaged")
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,9 @@ def run_state(run_dir: str | Path) -> RunState:
         return RunState(state="finished", detail="invariant held" if held else "invariant VIOLATED", **base)
     if m.status.startswith("stopped"):
         return RunState(state="stopped", detail=m.status, **base)
+    holder = folder.lock_holder()
+    if holder is not None:
+        return RunState(state="running", detail=f"process {holder} is working in it now (status '{m.status}')", **base)
     step, problem = _resume_point(folder)
     if step is None and problem:
         return RunState(state="damaged", detail=problem, **base)
