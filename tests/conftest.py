@@ -20,6 +20,9 @@ from torch_threads import one_torch_thread
 # This conftest also applies to the sub-folders' tests: keep global side effects harmless.
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Corpora the tests tokenise are cached in the test run's own folder (kept between runs, ignored
+# by git), never in the user's headsurgeon cache; subprocess CLI tests inherit the variable.
+os.environ.setdefault("HEADSURGEON_CORPUS_CACHE", str(Path(__file__).resolve().parent.parent / ".pytest_cache" / "corpora"))
 
 # A shell starts background jobs (`pytest ... &`, nohup, some CI runners) with SIGINT ignored, and
 # Python then installs no KeyboardInterrupt handler: every Ctrl-C test (kill points sending SIGINT,

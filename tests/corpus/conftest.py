@@ -13,6 +13,7 @@ from headsurgeon.models.tiny import byte_tokenizer
 def _private_cache(tmp_path_factory, monkeypatch):
     """Never touch the user's cache: corpora built without cache_dir land in a temp folder."""
     monkeypatch.setenv("HEADSURGEON_CACHE", str(tmp_path_factory.mktemp("hs-cache")))
+    monkeypatch.delenv("HEADSURGEON_CORPUS_CACHE", raising=False)  # the suite's shared one: these tests keep theirs private
 
 
 @pytest.fixture(scope="session")

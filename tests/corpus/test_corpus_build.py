@@ -176,3 +176,17 @@ def test_nothing_is_written_to_the_working_directory(tmp_path, monkeypatch, tok)
     monkeypatch.chdir(work)
     build_corpus(tok, str(folder), seq_len=8, progress=False)  # default cache dir (a temp HEADSURGEON_CACHE here)
     assert list(work.iterdir()) == []
+
+
+def test_corpora_can_live_apart_from_the_model_cache(tmp_path, monkeypatch, tok):
+    """``$HEADSURGEON_CORPUS_CACHE`` moves the tokenised corpora (the test suite's own runs use it
+    so that nothing lands in the user's cache); ``cache_dir=`` still wins."""
+    from headsurgeon.corpus.tokenize import corpus_cache_dir
+    from headsurgeon.models.cache import cache_root
+
+    assert corpus_cache_dir() == cache_root() / "corpora"
+    monkeypatch.setenv("HEADSURGEON_CORPUS_CACHE", str(tmp_path / "corpora-elsewhere"))
+    folder = write_docs(tmp_path / "c", marked_docs(10))
+    build_corpus(tok, str(folder), seq_len=8, progress=False)
+    assert any((tmp_path / "corpora-elsewhere").iterdir()) and not (cache_root() / "corpora").exists()
+    assert corpus_cache_dir(tmp_path / "mine") == tmp_path / "mine"

@@ -18,6 +18,7 @@ def lab_corpus(text_corpus):
 def lab_cache(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("HEADSURGEON_CACHE", str(tmp_path_factory.mktemp("lab-cache")))
+    mp.delenv("HEADSURGEON_CORPUS_CACHE", raising=False)
     yield
     mp.undo()
 

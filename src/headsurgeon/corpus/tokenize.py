@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,9 +49,15 @@ class TokenTable:
 
 
 def corpus_cache_dir(cache_dir: str | Path | None = None) -> Path:
-    """Where tokenised corpora are cached: ``cache_dir`` or ``<headsurgeon cache>/corpora``."""
+    """Where tokenised corpora are cached: ``cache_dir``, else ``$HEADSURGEON_CORPUS_CACHE``, else
+    ``<headsurgeon cache>/corpora``. The variable lets corpora (which grow with every new source
+    and tokenizer) live apart from the converted models; the test suite points it at its own
+    folder so that running the tests leaves nothing in the user's cache."""
     if cache_dir is not None:
         return Path(cache_dir).expanduser()
+    env = os.environ.get("HEADSURGEON_CORPUS_CACHE")
+    if env:
+        return Path(env).expanduser()
     from headsurgeon.models.cache import cache_root
 
     return cache_root() / "corpora"
