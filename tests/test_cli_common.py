@@ -162,6 +162,9 @@ def test_runs_says_running_while_a_process_holds_the_folder(tmp_path, monkeypatc
         assert folder.lock_holder() == os.getpid()
         assert state().state == "running" and f"process {os.getpid()}" in state().detail
     assert folder.lock_holder() is None and state().state == "resumable"
+    with folder.locked():  # a lock file whose text is not an id still shows the live lock from the table
+        (run_dir / ".lock").write_text("held by hand\n")
+        assert folder.lock_holder() == os.getpid() and state().state == "running"
     # no lock table (not Linux): trust the id written in the lock file if that process lives
     real = pathlib.Path.read_text
     monkeypatch.setattr(pathlib.Path, "read_text", lambda self, *a, **k: (_ for _ in ()).throw(OSError("no /proc"))

@@ -139,9 +139,10 @@ class RunFolder:
         lock = self.root / LOCK
         try:
             st = lock.stat()
-            written = int(lock.read_text().strip() or 0) or None
-        except (OSError, ValueError):
+            text = lock.read_text(errors="replace").strip()
+        except OSError:
             return None
+        written = int(text) if text.isdigit() and int(text) > 0 else None  # a hand-edited file must not hide a live lock
         try:
             table = Path("/proc/locks").read_text()
         except OSError:
