@@ -212,3 +212,21 @@ def test_a_study_carried_without_its_models_measures_the_trained_runs(study_corp
     shutil.rmtree(run / "checkpoints")
     with pytest.raises(HeadsurgeonError, match="no models/final and no intact checkpoint at its last step"):
         run_study(tiny_lm, out_dir=out, settings=settings, progress=False)
+
+
+def test_healthy_panel_shows_arms_with_equal_fractions(study):
+    """Healthy fractions are often identical across arms (all 1 or all 0): each arm's line is drawn
+    thinner than the one before it, so a later arm never hides an earlier one."""
+    import matplotlib.pyplot as plt
+
+    from headsurgeon.studies.figures import curves_figure
+
+    fig = curves_figure(study[0])
+    try:
+        panel = next(ax for ax in fig.axes if ax.get_title() == "fraction of the arm's heads healthy")
+        arms = [ln for ln in panel.get_lines() if ln.get_label() != "stock model"]
+        assert len(arms) == len(ARMS) - 1  # every trained arm
+        widths = [ln.get_linewidth() for ln in arms]
+        assert all(a > b for a, b in zip(widths, widths[1:])), widths
+    finally:
+        plt.close(fig)

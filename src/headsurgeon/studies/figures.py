@@ -1,7 +1,8 @@
 """Study figures: curves per arm with bands over seeds, and end points per arm with every seed.
 
 * ``curves``: training loss, held-out perplexity (training distribution), other-distribution
-  perplexity and the fraction of the arm's heads that are healthy, against optimizer steps.
+  perplexity and the fraction of the arm's heads that are healthy, against optimizer steps. In
+  the healthy panel the arms are drawn from wide to thin, so arms with equal fractions all show.
   Perplexities are divided by the same seed's stock value: seeds hold out different documents,
   so raw perplexities differ by seed more than arms do, while the ratio shows the paired effect. A
   line is the mean over seeds, the band the min-max range over seeds (with 3 seeds a standard
@@ -50,9 +51,8 @@ def curves_figure(study: StudyResult):
     axes.flat[-1].axis("off")  # five panels
     stock = study.curves.get("stock", {})
     for ax, (key, title) in zip(axes.flat, _PANELS):
-        for arm in _arms(study):
-            if arm == "stock":
-                continue
+        arms = [a for a in _arms(study) if a != "stock"]
+        for i, arm in enumerate(arms):
             c = study.curves[arm].get(key)
             if c is None:  # a study written before this curve existed
                 continue
@@ -60,7 +60,13 @@ def curves_figure(study: StudyResult):
             if not pts:
                 continue
             s, m, lo, hi = (np.array(v, dtype=float) for v in zip(*pts))
-            ax.plot(s, m, "-o", ms=3, color=COLORS[arm], label=ARM_LABELS[arm], lw=1.6)
+            # healthy fractions are often equal across arms (all 1 or all 0): there each later arm
+            # is drawn thinner on top, so no line hides another one
+            if key == "recovery":
+                ax.plot(s, m, "-", color=COLORS[arm], label=ARM_LABELS[arm], lw=1.6 + 2.2 * (len(arms) - 1 - i),
+                        solid_capstyle="butt")
+            else:
+                ax.plot(s, m, "-o", ms=3, color=COLORS[arm], label=ARM_LABELS[arm], lw=1.6)
             ax.fill_between(s, lo, hi, color=COLORS[arm], alpha=0.15, lw=0)
         ref = stock.get(key, {}).get("mean", [None])[0] if stock else None
         if not ax.lines:
