@@ -128,6 +128,10 @@ def test_markdown_tables(study):
     table = verdict_table(st).splitlines()
     assert len(table) == 2 + len(st.claims()) and all(line.count("|") == 11 for line in table)
     assert arm_table(st).splitlines()[0] == "| figure | " + " | ".join(ARMS) + " |"
+    # counts (steps, parameters) read as whole numbers with separators, not "1300.0000" or "8.847e+05"
+    params = next(line for line in arm_table(st).splitlines() if line.startswith("| trainable parameters |"))
+    surgery = st.stat("surgery", "trainable_parameters")
+    assert f"| {int(surgery.mean):,} ± 0 [" in params and "e+" not in params and ".0000" not in params
 
 
 def test_cli_study_on_a_saved_tiny_model(study_corpus, tmp_path):

@@ -25,6 +25,18 @@ ARM_METRICS = ("heldout_ppl_best", "heldout_best_vs_stock", "best_step", "best_t
                "compute_seconds")
 
 
+# figures that count things (steps, tokens, heads, parameters): whole numbers with separators, not
+# "1300.0000" or "1.331e+06"; a mean over seeds that is not whole keeps one decimal
+COUNT_METRICS = frozenset({"best_step", "best_tokens", "train_best_step", "recollapsed", "drift_count", "stop_step",
+                           "final_step", "trainable_parameters"})
+
+
+def count_text(x) -> str:
+    if x is None:
+        return num(None)
+    return f"{x:,.0f}" if float(x).is_integer() else f"{x:,.1f}"
+
+
 @dataclass(frozen=True)
 class Cell:
     lines: tuple[str, ...]
@@ -95,11 +107,13 @@ def arm_table(study: StudyResult, metrics: tuple[str, ...] = ARM_METRICS) -> Tab
     rows = []
     for m in metrics:
         cells = [_text(METRIC_LABELS.get(m, m))]
+        mean_text, spread_text = (count_text, count_text) if m in COUNT_METRICS else (num, lambda x: num(x, 2))
         for a in arms:
             s = study.arms[a][m]
             if s.mean is None or s.n < 2:
-                cells.append(_num(s.mean))
+                cells.append(Cell((mean_text(s.mean),), numeric=True))
             else:
-                cells.append(Cell((f"{num(s.mean)} ± {num(s.std, 2)}", f"[{num(s.ci_low)}, {num(s.ci_high)}]"), numeric=True))
+                cells.append(Cell((f"{mean_text(s.mean)} ± {spread_text(s.std)}", f"[{mean_text(s.ci_low)}, {mean_text(s.ci_high)}]"),
+                                  numeric=True))
         rows.append(tuple(cells))
     return Table(("figure", *arms), tuple(rows))
