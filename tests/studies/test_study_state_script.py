@@ -206,3 +206,27 @@ def test_save_refuses_a_results_folder_that_is_a_live_study(tmp_path):
     out = _save(repo)
     assert out.returncode == 1 and "not a snapshot" in out.stderr
     assert (repo / "results" / "study-converged" / "runs" / "surgery" / "seed-0" / "models" / "best" / "model.safetensors").is_file()
+
+
+def test_finished_only_save_leaves_runs_still_training_as_the_last_save_had_them(tmp_path):
+    """An insurance save in mid-session: finished runs are saved as usual; a run still training
+    adds nothing (no in-progress checkpoint enters git) and keeps what the last save had of it."""
+    repo = _repo(tmp_path)
+    work = repo / "out" / "study-converged"
+    surgery = _run(work, "surgery", status="running", reason=None, steps=[100])
+    assert _save(repo).returncode == 0  # an ordinary save while it trains
+    _generation(surgery, 150)
+    manifest = json.loads((surgery / "manifest.json").read_text())
+    (surgery / "manifest.json").write_text(json.dumps({**manifest, "history": [{"step": 100}, {"step": 150}]}))
+    _run(work, "extended", status="running", reason=None, steps=[50])  # started since
+    _run(work, "lora", status="finished", reason="cap", steps=[1400], measured=1400)
+    out = subprocess.run([sys.executable, str(repo / "scripts" / "study-state"), "save", "--finished-only"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    files = set(_git(repo, "ls-files", "results").split())
+    assert _checkpoints(files) == {"surgery:step-000100"}  # the last save's, not step 150
+    saved = json.loads((repo / "results/study-converged/runs/surgery/seed-0/manifest.json").read_text())
+    assert saved["history"] == [{"step": 100}]
+    assert not [f for f in files if "/extended/" in f]
+    assert "results/study-converged/runs/lora/seed-0/manifest.json" in files
+    bad = subprocess.run([sys.executable, str(repo / "scripts" / "study-state"), "save", "--finished"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "usage" in bad.stderr
