@@ -230,3 +230,22 @@ def test_finished_only_save_leaves_runs_still_training_as_the_last_save_had_them
     assert "results/study-converged/runs/lora/seed-0/manifest.json" in files
     bad = subprocess.run([sys.executable, str(repo / "scripts" / "study-state"), "save", "--finished"], capture_output=True, text=True)
     assert bad.returncode == 2 and "usage" in bad.stderr
+
+
+def test_a_run_continued_to_a_budget_at_the_cap_never_trains_again_so_keeps_no_optimizer_state(tmp_path):
+    """Stopped on patience, continued to the seed's budget, and that budget is the cap: it can
+    never train on, so once measured nothing of its checkpoint is needed (unmeasured: slices only)."""
+    repo = _repo(tmp_path)
+    work = repo / "out" / "study-converged"
+    run = _run(work, "no_reinit", status="finished", reason="budget", steps=[1250, 1400])
+    manifest = json.loads((run / "manifest.json").read_text())
+    stopping = {"reason": "budget", "step": 1250, "final_step": 1400, "cap": 1400, "budget": 1400}
+    (run / "manifest.json").write_text(json.dumps({**manifest, "stopping": stopping}))
+    assert _save(repo).returncode == 0
+    gen = "results/study-converged/runs/no_reinit/seed-0/checkpoints/step-001400/"
+    names = lambda: {f[len(gen):] for f in _git(repo, "ls-files", "results").split() if f.startswith(gen)}  # noqa: E731
+    assert names() == {"checksums.json", "pieces.safetensors", "state.json"}
+    (run / "study-measures.json").write_text(json.dumps({"steps": 1400}))
+    assert _save(repo).returncode == 0 and names() == set()
+    (run / "manifest.json").write_text(json.dumps({**manifest, "stopping": {**stopping, "final_step": 1300, "budget": 1300}}))
+    assert _save(repo).returncode == 0 and "optimizer.safetensors" in names()  # below the cap: a larger budget may continue it
