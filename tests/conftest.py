@@ -40,6 +40,17 @@ def _one_torch_thread_for_tiny_models(request):
         yield
 
 
+@pytest.fixture(autouse=True)
+def _native_bf16_products_after_each_test():
+    """A test that loads a bf16 model on a CPU without native bf16 turns on the process-wide
+    widening of bf16 products (:mod:`headsurgeon.models.cpu_bf16`); the next test starts without it."""
+    yield
+    import sys
+
+    if (module := sys.modules.get("headsurgeon.models.cpu_bf16")) is not None:
+        module.disable()
+
+
 @pytest.fixture(scope="session")
 def text_corpus(tmp_path_factory):
     """A folder of plain-text documents (built-in prompt texts, several copies), ~60k bytes."""

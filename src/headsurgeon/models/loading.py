@@ -307,6 +307,9 @@ def load_model(
     adapter = adapter_for(model)  # raises the unsupported-architecture error before anything else
     if placement is None:
         model.to(device)
+    from .cpu_bf16 import enable_for_bf16_on_this_cpu
+
+    enable_for_bf16_on_this_cpu(dtype, device if placement is None else "cpu")  # no-op unless bf16 is slow here
     model.eval()
     adapter.prepare()
     if tokenizer.pad_token_id is None:

@@ -39,7 +39,17 @@ def versions() -> dict:
         "transformers": transformers.__version__,
         "accelerate": accelerate.__version__,
         "python": platform.python_version(),
+        **environment_notes(),
     }
+
+
+def environment_notes() -> dict:
+    """What about this process changes how numbers are computed, beyond the versions: today
+    whether CPU bf16 products are widened to fp32 (:mod:`headsurgeon.models.cpu_bf16`), so a run
+    trained partly on a CPU with native bf16 and partly on one without says so."""
+    from headsurgeon.models.cpu_bf16 import bf16_products_widened
+
+    return {"bf16_products": "widened to fp32 (no native bf16 on this CPU)"} if bf16_products_widened() else {}
 
 
 def fingerprint(model: dict, plan: dict, config: dict, *, weights: str | None = None, extra: dict | None = None) -> str:
@@ -192,4 +202,4 @@ def check_same_run(folder: RunFolder, fp: str, *, kind: str, model: dict, plan: 
     return existing
 
 
-__all__ = ["MANIFEST", "RUN_KINDS", "RunManifest", "check_same_run", "fingerprint", "load_manifest", "run_differences", "save_manifest", "versions"]
+__all__ = ["MANIFEST", "RUN_KINDS", "RunManifest", "check_same_run", "fingerprint", "load_manifest", "run_differences", "save_manifest", "versions", "environment_notes"]

@@ -52,7 +52,7 @@ from .estimate import run_shape
 from .folder import RunFolder
 from .invariant import weights_digest
 from .killpoints import kill_point
-from .manifest import RunManifest, check_same_run, fingerprint, load_manifest, save_manifest
+from .manifest import RunManifest, check_same_run, environment_notes, fingerprint, load_manifest, save_manifest
 from .monitor import diagnosis_fields, evaluate_state
 from .narrate import Narrator
 from .plan import SurgeryPlan
@@ -383,7 +383,8 @@ def _train(trainable: Trainable, folder: RunFolder, data: RunData, accelerator, 
         resumed.restore_rng()
         manifest.history, manifest.best = resumed.history, resumed.best
         manifest.resumed.append({"from_step": resumed.step, **({"damaged_skipped": resumed.skipped} if resumed.skipped else {}),
-                                 **({"to_budget": extend_to} if extend_to else {})})
+                                 **({"to_budget": extend_to} if extend_to else {}),
+                                 **environment_notes()})
         save()  # now, not at the next checkpoint: a session killed before it would leave no trace
         state = LoopState(step=resumed.progress["step"], tokens=resumed.progress["tokens"], train_seconds=resumed.progress["train_seconds"])
         if early and patience_exhausted(manifest, cfg.patience):
