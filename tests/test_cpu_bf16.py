@@ -7,12 +7,13 @@ one bf16 ulp of the output and by nothing more.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from headsurgeon.models import cpu_bf16
-from headsurgeon.models.cpu_bf16 import Bf16ByFp32, enable_for_bf16_on_this_cpu
+from headsurgeon.models.cpu_bf16 import Bf16ByFp32, enable_for_bf16_on_this_cpu, enable_for_model
 
 
 def _ulp_close(a: torch.Tensor, b: torch.Tensor, ulps: float = 2.0) -> bool:
@@ -133,3 +134,108 @@ def test_products_and_attention_really_run_in_fp32():
     attention = [dts for name, dts in rec.seen if "flash_attention" in name]
     assert products == [[torch.float32, torch.float32]]
     assert attention and all(d == torch.float32 for dts in attention for d in dts)
+
+
+#: aten ops that multiply matrices or attend: none may reach the CPU's own kernels with bf16
+_PRODUCT_WORDS = ("mm", "matmul", "dot", "mv", "attention", "conv", "einsum", "linear")
+
+
+def _slow_bf16_ops(seen) -> set[str]:
+    return {name for name, dts in seen if any(w in name for w in _PRODUCT_WORDS) and torch.bfloat16 in dts}
+
+
+@pytest.mark.parametrize("path", ["eager", "training attention", "measurement engine"])
+def test_every_family_multiplies_nothing_in_bf16_under_the_mode(tiny, path):
+    """Every product of a bf16 forward and backward -- eager attention, the SDPA training
+    attention, the measurement engine's statistics -- is caught: none reaches a native kernel in
+    bf16 (where it is the slow loop), whatever op the family's code dispatches to."""
+    from contextlib import nullcontext
+
+    from headsurgeon.diagnosis import collect_head_stats
+    from headsurgeon.prompts import Prompt
+    from headsurgeon.prompts.encoding import encode_prompts
+
+    model = tiny.model.to(torch.bfloat16)
+    ids = torch.randint(3, model.config.vocab_size, (2, 12), generator=torch.Generator().manual_seed(0))
+    with _Recorder() as rec, Bf16ByFp32():
+        if path == "measurement engine":
+            enc = encode_prompts(tiny.tokenizer, [Prompt("a", "test", "one two three four"), Prompt("b", "test", "five six seven")])
+            stats = collect_head_stats(tiny, enc, progress=False)
+        else:
+            model.train()
+            with tiny.adapter.training_attention() if path == "training attention" else nullcontext():
+                loss = model(input_ids=ids, labels=ids, use_cache=False).loss
+            loss.backward()
+    assert rec.seen, "the recorder saw nothing: the test would pass vacuously"
+    assert not _slow_bf16_ops(rec.seen), f"{tiny.case}: bf16 products not widened: {sorted(_slow_bf16_ops(rec.seen))}"
+    if path == "measurement engine":
+        assert all(np.isfinite(v).all() for v in stats.values())
+    else:
+        assert torch.isfinite(loss) and all(p.grad is None or p.grad.dtype == torch.bfloat16 for p in model.parameters())
+
+
+def test_the_product_check_catches_a_native_bf16_product():
+    """The check above fails when a product is not widened (so a missed op would show)."""
+    a = torch.randn(4, 5).bfloat16()
+    with _Recorder() as rec:
+        a @ a.t()
+        torch.bmm(a[None], a.t()[None])
+    assert _slow_bf16_ops(rec.seen) == {"mm.default", "bmm.default"}
+
+
+def test_mixed_dtype_products_fail_as_natively():
+    bias, x, w = torch.randn(3), torch.randn(2, 4).bfloat16(), torch.randn(4, 3).bfloat16()
+    with pytest.raises(RuntimeError) as native:
+        torch.addmm(bias, x, w)
+    with Bf16ByFp32(), pytest.raises(RuntimeError) as widened:
+        torch.addmm(bias, x, w)
+    assert type(widened.value) is type(native.value)
+
+
+def test_turned_on_for_a_bf16_model_and_for_bf16_autocast(monkeypatch, tiny_factory):
+    from headsurgeon.surgery.manifest import environment_notes
+    from headsurgeon.surgery.train import make_accelerator
+
+    monkeypatch.setattr(cpu_bf16, "cpu_has_native_bf16", lambda: False)
+    loaded = tiny_factory("llama-gqa")
+    assert enable_for_model(loaded.model) is False  # fp32 weights: nothing to widen
+    assert environment_notes(bf16=True) == {"bf16_products": "native"}
+    assert enable_for_model(loaded.model.to(torch.bfloat16)) is True
+    cpu_bf16.disable()
+    make_accelerator("fp32")
+    assert not cpu_bf16.bf16_products_widened()
+    make_accelerator("bf16")  # fp32 weights, bf16 autocast: its products are bf16 too
+    assert cpu_bf16.bf16_products_widened()
+    assert "widened" in environment_notes(bf16=True)["bf16_products"]
+
+
+def test_a_wrapped_bf16_model_turns_it_on(monkeypatch, tiny_factory):
+    from headsurgeon.models import wrap_model
+
+    monkeypatch.setattr(cpu_bf16, "cpu_has_native_bf16", lambda: False)
+    loaded = tiny_factory("llama-gqa")
+    wrap_model(loaded.model.to(torch.bfloat16), loaded.tokenizer)
+    assert cpu_bf16.bf16_products_widened()
+
+
+def test_not_turned_off_from_under_another_mode(monkeypatch):
+    monkeypatch.setattr(cpu_bf16, "cpu_has_native_bf16", lambda: False)
+    enable_for_bf16_on_this_cpu(torch.bfloat16, "cpu")
+    with _Recorder():
+        with pytest.raises(RuntimeError, match="another dispatch mode"):
+            cpu_bf16.disable()
+        assert cpu_bf16.bf16_products_widened()
+    cpu_bf16.disable()
+    assert not cpu_bf16.bf16_products_widened()
+
+
+def test_every_family_bf16_loss_agrees_with_native(tiny):
+    """Widened and native bf16 give the same loss up to bf16 rounding, in every family (MoE
+    grouped products and ALiBi included)."""
+    model = tiny.model.to(torch.bfloat16)
+    ids = torch.randint(3, model.config.vocab_size, (2, 12), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        native = model(input_ids=ids, labels=ids, use_cache=False).loss.float()
+        with Bf16ByFp32():
+            widened = model(input_ids=ids, labels=ids, use_cache=False).loss.float()
+    assert abs(widened - native) <= 0.02 * abs(native), (tiny.case, native.item(), widened.item())

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from headsurgeon.corpus.build import spread_rows
 from headsurgeon.errors import HeadsurgeonError
+from headsurgeon.models.cpu_bf16 import enable_for_bf16_on_this_cpu
 
 
 @dataclass
@@ -35,6 +36,7 @@ class PerplexityResult:
 def _autocast(device: torch.device, dtype: torch.dtype | None, model_dtype: torch.dtype):
     if dtype is None or dtype == model_dtype:
         return contextlib.nullcontext()
+    enable_for_bf16_on_this_cpu(dtype, device)  # bf16 autocast on a CPU without native bf16: widened
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 

@@ -26,6 +26,7 @@ from headsurgeon.errors import HeadsurgeonError
 from .adapters import FamilyAdapter, adapter_for, check_model_type
 from .builtin import OPTIONAL_MODELS, is_optional_model, optional_model_gguf
 from .cache import converted_model_dir
+from .cpu_bf16 import enable_for_model
 from .placement import Placement, check_weights_fit, input_device
 
 DEFAULT_MODEL = "default"
@@ -307,9 +308,7 @@ def load_model(
     adapter = adapter_for(model)  # raises the unsupported-architecture error before anything else
     if placement is None:
         model.to(device)
-    from .cpu_bf16 import enable_for_bf16_on_this_cpu
-
-    enable_for_bf16_on_this_cpu(dtype, device if placement is None else "cpu")  # no-op unless bf16 is slow here
+    enable_for_model(model)  # widened bf16 products, only where this CPU's own bf16 is slow
     model.eval()
     adapter.prepare()
     if tokenizer.pad_token_id is None:
@@ -339,6 +338,7 @@ def wrap_model(model: torch.nn.Module, tokenizer, *, name: str | None = None) ->
     adapter = adapter_for(model)
     adapter.prepare()
     model.eval()
+    enable_for_model(model)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     label = name or getattr(model.config, "_name_or_path", None) or type(model).__name__

@@ -20,6 +20,7 @@ from torch import nn
 
 from headsurgeon.errors import HeadsurgeonError
 from headsurgeon.models.adapters import FamilyAdapter, adapter_for, check_model_type
+from headsurgeon.models.cpu_bf16 import enable_for_bf16_on_this_cpu
 from headsurgeon.models.loading import (
     DEFAULT_MODEL,
     DEFAULT_MODEL_NAME,
@@ -148,6 +149,7 @@ def open_streamed(
     loaded = LoadedModel(model=model, tokenizer=tokenizer, adapter=adapter, name=name, source=str(folder),
                          weights_fingerprint=weights_fingerprint(folder))  # the same identity load_model records
     streamed = StreamedModel(loaded=loaded, reader=reader, folder=folder, dtype=dtype, device=torch.device(device))
+    enable_for_bf16_on_this_cpu(dtype, device)  # its blocks compute on `device` in `dtype`
     _read_stem(streamed)
     return streamed
 

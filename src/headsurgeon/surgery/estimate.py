@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from headsurgeon.models.cpu_bf16 import enable_for_bf16_on_this_cpu
+
 from .config import SurgeryConfig
 from .train import steps_per_epoch
 
@@ -146,6 +148,8 @@ def estimate(model, plan, config: SurgeryConfig | None = None, *, preset: str | 
     dev = loaded.device
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
+    if cfg.precision == "bf16":  # measured as the run will compute: widened where bf16 is slow
+        enable_for_bf16_on_this_cpu(torch.bfloat16, dev)
     autocast = (torch.autocast(device_type=dev.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[cfg.precision])
                 if cfg.precision != "fp32" else nullcontext())
     rows = corpus.train[: cfg.batch_size]

@@ -43,13 +43,16 @@ def versions() -> dict:
     }
 
 
-def environment_notes() -> dict:
-    """What about this process changes how numbers are computed, beyond the versions: today
-    whether CPU bf16 products are widened to fp32 (:mod:`headsurgeon.models.cpu_bf16`), so a run
-    trained partly on a CPU with native bf16 and partly on one without says so."""
+def environment_notes(*, bf16: bool = False) -> dict:
+    """What about this session changes how numbers are computed, beyond the versions: today how
+    CPU bf16 products are computed (:mod:`headsurgeon.models.cpu_bf16`), so a run trained partly
+    on a CPU with native bf16 and partly on one without says which session did what. ``bf16``:
+    the run computes in bf16, so "native" is worth saying too."""
     from headsurgeon.models.cpu_bf16 import bf16_products_widened
 
-    return {"bf16_products": "widened to fp32 (no native bf16 on this CPU)"} if bf16_products_widened() else {}
+    if bf16_products_widened():
+        return {"bf16_products": "widened to fp32 (no native bf16 on this CPU)"}
+    return {"bf16_products": "native"} if bf16 else {}
 
 
 def fingerprint(model: dict, plan: dict, config: dict, *, weights: str | None = None, extra: dict | None = None) -> str:

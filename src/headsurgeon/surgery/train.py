@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from headsurgeon.corpus import epoch_order
 from headsurgeon.errors import HeadsurgeonError
+from headsurgeon.models.cpu_bf16 import enable_for_bf16_on_this_cpu
 
 from .config import SurgeryConfig
 from .prefix_cache import FrozenPrefixCache
@@ -63,7 +64,10 @@ def make_accelerator(precision: str, *, cpu: bool = False):
     if AcceleratorState._shared_state and PartialState().num_processes == 1:
         AcceleratorState._reset_state()
     multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
-    return Accelerator(mixed_precision={"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[precision], cpu=multi_cpu or cpu)
+    accelerator = Accelerator(mixed_precision={"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[precision], cpu=multi_cpu or cpu)
+    if precision == "bf16":  # autocast's bf16 products on a CPU without native bf16: widened
+        enable_for_bf16_on_this_cpu(torch.bfloat16, accelerator.device)
+    return accelerator
 
 
 def make_scheduler(optimizer, cfg: SurgeryConfig, total_steps: int):

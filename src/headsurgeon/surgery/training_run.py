@@ -373,6 +373,7 @@ def _train(trainable: Trainable, folder: RunFolder, data: RunData, accelerator, 
                 trainable.save(folder, "best", manifest)
             manifest.best = {"metric": metric, "value": value, "step": row["step"], "path": trainable.kept(folder, "best")}
 
+    computes_bf16 = manifest.dtype == "bf16" or cfg.precision == "bf16"
     resumed = load_training_state(folder.checkpoints) if existing is not None else None
     if resumed is not None:
         for s in resumed.skipped:
@@ -384,12 +385,13 @@ def _train(trainable: Trainable, folder: RunFolder, data: RunData, accelerator, 
         manifest.history, manifest.best = resumed.history, resumed.best
         manifest.resumed.append({"from_step": resumed.step, **({"damaged_skipped": resumed.skipped} if resumed.skipped else {}),
                                  **({"to_budget": extend_to} if extend_to else {}),
-                                 **environment_notes()})
+                                 **environment_notes(bf16=computes_bf16)})
         save()  # now, not at the next checkpoint: a session killed before it would leave no trace
         state = LoopState(step=resumed.progress["step"], tokens=resumed.progress["tokens"], train_seconds=resumed.progress["train_seconds"])
         if early and patience_exhausted(manifest, cfg.patience):
             end = state.step  # it had already stopped there (killed before the manifest said so)
     else:
+        manifest.versions.update(environment_notes(bf16=computes_bf16))
         manifest.history = [{"step": 0, "epoch": 0.0, "tokens": 0, "lr": 0.0, **trainable.start_row(evaluate, manifest)}]
         maybe_best(manifest.history[0])
         checkpoint(0)
