@@ -55,7 +55,8 @@ def _widen(x):
 
 def _wants_widening(func, args, kwargs) -> bool:
     """A product whose every floating-point operand is CPU bf16 (mixed dtypes are left to fail as
-    natively), or flash attention on CPU bf16 queries (its backward also takes the fp32 logsumexp)."""
+    natively), or flash attention whose first tensor (the queries; in backward the output gradient) is CPU
+    bf16 (its backward also takes the fp32 logsumexp)."""
     if func in _ATTENTION:
         return bool(args) and _is_cpu_bf16(args[0])
     floating = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor) and a.is_floating_point()]
