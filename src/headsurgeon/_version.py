@@ -10,7 +10,7 @@ DOCUMENT_VERSIONS: dict[str, str] = {
     "comparison": "1.0",
     "report": "1.0",
     "extremes": "1.0",
-    "study": "1.1",  # 1.1: budgets, runs[].stopping, training-corpus and best-point scalars
+    "study": "1.2",  # 1.1: budgets, runs[].stopping, training-corpus and best-point scalars; 1.2: curves train_loss_mean
     "study_stock_reference": "1.1",  # 1.1: ablation_by_heads (only the chosen arms' heads; 1.0 files are recomputed)
     "study_run_measures": "1.1",  # 1.1: steps (measures are redone when a run was continued)
     "toy_run": "1.0",
@@ -24,8 +24,9 @@ DOCUMENT_VERSIONS: dict[str, str] = {
     # 2.0: typed manifest with the input weights' digest; checksummed, pickle-free checkpoints.
     # 2.1: stopping (early stopping, budgets), stock.reused_from, resumed[].to_budget.
     # 2.2: dtype (frozen weights held in bf16 / fp16 with --dtype).
-    "surgery_run": "2.2",
-    "lora_run": "2.2",
+    # 2.3: history[].train_loss_mean; versions.bf16_products and resumed[].bf16_products.
+    "surgery_run": "2.3",
+    "lora_run": "2.3",
 }
 
 #: The diagnosis layout's version (kept under its old name for readers of ``headsurgeon.SCHEMA_VERSION``).

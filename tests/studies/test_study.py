@@ -234,3 +234,28 @@ def test_healthy_panel_shows_arms_with_equal_fractions(study):
         assert all(a > b for a, b in zip(widths, widths[1:])), widths
     finally:
         plt.close(fig)
+
+
+def test_loss_panel_shows_the_mean_since_each_evaluation_and_falls_back_for_older_runs(study):
+    """New runs record the windowed mean loss and the panel plots it; a study of runs trained
+    before the mean existed gets the last-step loss, titled as such, rather than an empty panel."""
+    import copy
+
+    import matplotlib.pyplot as plt
+
+    from headsurgeon.studies.figures import curves_figure
+
+    result = study[0]
+    assert all(r["curves"]["train_loss_mean"][1:] and None not in r["curves"]["train_loss_mean"][1:]
+               for r in result.runs if r["arm"] != "stock")
+    older = copy.deepcopy(result)
+    for curves in older.curves.values():
+        curves.pop("train_loss_mean", None)
+    for res, title in ((result, "training loss (mean since the previous evaluation, nats)"),
+                       (older, "training loss (last step before each evaluation, nats)")):
+        fig = curves_figure(res)
+        try:
+            panel = fig.axes[0]
+            assert panel.get_title() == title and len(panel.get_lines()) == len(ARMS) - 1
+        finally:
+            plt.close(fig)

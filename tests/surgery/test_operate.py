@@ -225,3 +225,20 @@ def test_second_pass_starts_from_best_model_with_plan_from_its_diagnosis(text_co
     # Pass 2's stock is pass 1's best model: same held-out perplexity as pass 1 recorded at its best step.
     best_row = next(r for r in first.history if r["step"] == first.best["step"])
     assert second.manifest["stock"]["heldout_ppl"] == pytest.approx(best_row["heldout_ppl"], rel=1e-4)
+
+
+def test_each_evaluation_records_the_mean_loss_since_the_previous_one(text_corpus, tmp_path):
+    """``train_loss_mean`` is the mean of the step losses since the last evaluation (the same
+    training evaluated every step gives those step losses), ``train_loss`` the last of them."""
+    every = operate(_lm(), PLAN, out_dir=tmp_path / "every", config=_cfg(text_corpus, max_steps=6, eval_every=1), progress=False)
+    third = operate(_lm(), PLAN, out_dir=tmp_path / "third", config=_cfg(text_corpus, max_steps=6, eval_every=3), progress=False)
+    losses = {r["step"]: r["train_loss"] for r in every.manifest["history"][1:]}
+    assert all(r["train_loss_mean"] == r["train_loss"] for r in every.manifest["history"][1:])
+    rows = {r["step"]: r for r in third.manifest["history"][1:]}
+    assert sorted(rows) == [3, 6]
+    for step, row in rows.items():
+        window = [losses[s] for s in range(step - 2, step + 1)]
+        assert row["train_loss"] == pytest.approx(losses[step], abs=1e-4)
+        assert row["train_loss_mean"] == pytest.approx(sum(window) / 3, abs=2e-4)
+        assert abs(row["train_loss_mean"] - row["train_loss"]) > 1e-4  # the window is not just the last step
+    assert "train_loss_mean" not in every.manifest["history"][0]

@@ -31,7 +31,7 @@ from .settings import ARM_LABELS, ARMS  # noqa: E402
 
 COLORS = {"stock": "#555555", "surgery": "#d62728", "no_reinit": "#1f77b4", "random_healthy": "#2ca02c",
           "extended": "#9467bd", "lora": "#ff7f0e"}
-_PANELS = (("train_loss", "training loss (last step, nats)"),
+_PANELS = (("train_loss_mean", "training loss (mean since the previous evaluation, nats)"),
            ("train_vs_stock", "training-corpus PPL / stock (the paper's metric)"),
            ("heldout_vs_stock", "held-out PPL (training distribution) / stock"),
            ("other_vs_stock", "other-distribution PPL / stock"),
@@ -46,12 +46,18 @@ def _n_seeds(study: StudyResult) -> int:
     return max((s.n for m in study.arms.values() for s in m.values()), default=0)
 
 
+def _has_values(study: StudyResult, arms: list[str], key: str) -> bool:
+    return any(m is not None for a in arms for m in study.curves[a].get(key, {}).get("mean", []))
+
+
 def curves_figure(study: StudyResult):
     fig, axes = plt.subplots(2, 3, figsize=(15, 7.5))
     axes.flat[-1].axis("off")  # five panels
     stock = study.curves.get("stock", {})
     for ax, (key, title) in zip(axes.flat, _PANELS):
         arms = [a for a in _arms(study) if a != "stock"]
+        if key == "train_loss_mean" and not _has_values(study, arms, key):  # runs trained before the mean was recorded
+            key, title = "train_loss", "training loss (last step before each evaluation, nats)"
         for i, arm in enumerate(arms):
             c = study.curves[arm].get(key)
             if c is None:  # a study written before this curve existed

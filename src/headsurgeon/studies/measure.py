@@ -61,7 +61,7 @@ SCALARS: dict[str, str | None] = {
     "final_step": None,
     "budget_steps": None,
 }
-CURVES = ("train_loss", "train_ppl", "heldout_ppl", "other_ppl", "train_vs_stock", "heldout_vs_stock", "other_vs_stock", "recovery")
+CURVES = ("train_loss", "train_loss_mean", "train_ppl", "heldout_ppl", "other_ppl", "train_vs_stock", "heldout_vs_stock", "other_vs_stock", "recovery")
 
 
 def heads_of(plan_doc: dict) -> list[HeadRef]:
@@ -110,7 +110,7 @@ def summarize_run(arm: str, seed: int, manifest: dict, measures: dict, *, run_di
     n = len(heads)
     curves: dict[str, list] = {"step": [r["step"] for r in hist], "tokens": [r.get("tokens", 0) for r in hist],
                                "epoch": [r.get("epoch", 0.0) for r in hist]}
-    for key in ("train_loss", "train_ppl", "heldout_ppl", "other_ppl"):
+    for key in ("train_loss", "train_loss_mean", "train_ppl", "heldout_ppl", "other_ppl"):
         curves[key] = [_f(r.get(key)) for r in hist]
     curves["recovery"] = [None if r.get("targets_healthy") is None else r["targets_healthy"] / n for r in hist]
     stock = manifest.get("stock") or {}
@@ -168,7 +168,7 @@ def summarize_stock(seed: int, reference: dict, targets: list[str]) -> dict:
     rec = None if row.get("targets_healthy") is None else row["targets_healthy"] / len(targets)
     other = None if row.get("other_ppl") is None else 1.0
     train = None if row.get("train_ppl") is None else 1.0
-    curves = {"step": [0], "tokens": [0], "epoch": [0.0], "train_loss": [None], "train_ppl": [row.get("train_ppl")],
+    curves = {"step": [0], "tokens": [0], "epoch": [0.0], "train_loss": [None], "train_loss_mean": [None], "train_ppl": [row.get("train_ppl")],
               "heldout_ppl": [row.get("heldout_ppl")], "other_ppl": [row.get("other_ppl")], "train_vs_stock": [train],
               "heldout_vs_stock": [1.0], "other_vs_stock": [other], "recovery": [rec]}
     scalars = {

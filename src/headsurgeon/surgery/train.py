@@ -38,6 +38,10 @@ class LoopState:
     tokens: int = 0
     train_seconds: float = 0.0
     recent_loss: float = float("nan")
+    #: sum and count of step losses since the last evaluation (its row records their mean: one
+    #: step's loss moves with its few sequences, the mean over the window is the trend)
+    window_loss_sum: float = 0.0
+    window_steps: int = 0
 
 
 def steps_per_epoch(n_sequences: int, cfg: SurgeryConfig, num_processes: int = 1) -> int:
@@ -147,6 +151,8 @@ def train_loop(
         state.step += 1
         state.train_seconds += time.perf_counter() - t0
         state.recent_loss = sum(losses) / len(losses)
+        state.window_loss_sum += state.recent_loss
+        state.window_steps += 1
         if state.step == 3 and not all(grad_seen):
             raise HeadsurgeonError(
                 f"{grad_seen.count(False)} surgical slices received no gradient in the first 3 steps; "
