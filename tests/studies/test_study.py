@@ -103,7 +103,11 @@ def test_resume_reuses_every_finished_run(study, study_corpus, monkeypatch):
 
     # surgery and LoRA arms both train through the one run skeleton
     monkeypatch.setattr(sys.modules["headsurgeon.surgery.training_run"], "train_loop", no_training)
+    for p in (out / "plans").iterdir():  # an old creation time: a plan written again would show a new one
+        p.write_text(json.dumps({**json.loads(p.read_text()), "created": "2000-01-01T00:00:00+00:00"}, indent=1))
+    plans = {p.name: p.read_bytes() for p in (out / "plans").iterdir()}
     again = run_study(tiny_lm, out_dir=out, settings=_settings(study_corpus), progress=False, figures=False)
+    assert {p.name: p.read_bytes() for p in (out / "plans").iterdir()} == plans  # the same plans are not rewritten
     assert not again.timing["trained_now"] and len(again.timing["reused"]) == 5 * len(SEEDS)
     assert [r["scalars"] for r in again.runs] == [r["scalars"] for r in st.runs]
     assert all(r["reused"] for r in again.runs)

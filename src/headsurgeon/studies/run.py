@@ -18,6 +18,7 @@ is rewritten (status ``running``) after every run.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -212,6 +213,24 @@ def _assemble(model: dict, settings: StudySettings, heads: dict, lora: dict | No
                        verdicts=verdicts(runs, level=level, n_boot=n_boot), status=status, timing=timing, out_dir=str(out))
 
 
+def _save_plan_unless_unchanged(plan: SurgeryPlan, path: Path) -> None:
+    """Write an arm's plan, unless the file already holds the same plan: a study run again (to
+    resume, or to rewrite its tables) keeps the file and its creation time, so a saved study
+    state does not change for nothing."""
+
+    def body(doc: dict) -> dict:
+        return {k: v for k, v in doc.items() if k != "created"}
+
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            old = None  # unreadable: written again below
+        if isinstance(old, dict) and body(old) == body(json.loads(json.dumps(plan.to_dict()))):
+            return
+    plan.save(path)
+
+
 def run_study(model: ModelSource = None, *, out_dir: str | Path, settings: StudySettings | None = None,
               progress: bool = True, figures: bool = True, device: str = "cpu", dtype: str = "fp32",
               placement=None) -> StudyResult:
@@ -289,7 +308,7 @@ def _run_study(model: ModelSource, *, out_dir, settings: StudySettings, progress
         if "random_healthy" in plans:
             heads["random_healthy"][str(seed)] = [str(h) for h in plans["random_healthy"].targets]
         for arm, plan in plans.items():
-            plan.save(out / "plans" / f"{arm}-seed{seed}.json")
+            _save_plan_unless_unchanged(plan, out / "plans" / f"{arm}-seed{seed}.json")
         shared: dict = {}
 
         def loaded_data(fresh: bool = False, cfg=cfg, shared=shared):
