@@ -249,3 +249,19 @@ def test_a_run_continued_to_a_budget_at_the_cap_never_trains_again_so_keeps_no_o
     assert _save(repo).returncode == 0 and names() == set()
     (run / "manifest.json").write_text(json.dumps({**manifest, "stopping": {**stopping, "final_step": 1300, "budget": 1300}}))
     assert _save(repo).returncode == 0 and "optimizer.safetensors" in names()  # below the cap: a larger budget may continue it
+
+
+def test_the_script_saves_the_files_a_checkpoint_is_made_of():
+    """The script runs without the package (system Python, no torch), so it names a checkpoint's
+    files itself: they must be the ones :mod:`headsurgeon.surgery.checkpoint` writes and reads."""
+    import importlib.machinery
+    import importlib.util
+
+    from headsurgeon.surgery import checkpoint
+
+    loader = importlib.machinery.SourceFileLoader("study_state_script", str(SCRIPT))
+    script = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
+    loader.exec_module(script)
+    assert script.CHECKSUMS == checkpoint.CHECKSUMS
+    assert set(script.WHOLE) == {checkpoint.CHECKSUMS, *checkpoint.FILES}
+    assert set(script.SLICES) == {checkpoint.CHECKSUMS, *checkpoint.FINAL_FILES}
