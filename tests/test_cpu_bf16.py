@@ -96,7 +96,7 @@ def test_not_turned_on_where_it_is_not_needed(monkeypatch, dtype, device, native
 
 
 def test_turned_on_for_bf16_on_a_cpu_without_native_bf16_and_off_again(monkeypatch):
-    from headsurgeon.surgery.manifest import environment_notes, versions
+    from headsurgeon.surgery.manifest import environment_notes
 
     monkeypatch.setattr(cpu_bf16, "cpu_has_native_bf16", lambda: False)
     assert enable_for_bf16_on_this_cpu(torch.bfloat16, "cpu") is True
@@ -105,11 +105,11 @@ def test_turned_on_for_bf16_on_a_cpu_without_native_bf16_and_off_again(monkeypat
         assert enable_for_bf16_on_this_cpu(torch.bfloat16, "cpu") is True  # idempotent
         a, b = torch.randn(4, 5).bfloat16(), torch.randn(5, 3).bfloat16()
         assert (a @ b).dtype == torch.bfloat16
-        assert "widened" in environment_notes()["bf16_products"]  # runs say how they computed
-        assert versions()["bf16_products"] == environment_notes()["bf16_products"]
+        assert "widened" in environment_notes(bf16=True)["bf16_products"]  # bf16 runs say how they computed
+        assert environment_notes(bf16=False) == {}  # an fp32 run's numbers are untouched by it
     finally:
         cpu_bf16.disable()
-    assert not cpu_bf16.bf16_products_widened() and environment_notes() == {}
+    assert not cpu_bf16.bf16_products_widened() and environment_notes(bf16=True) == {"bf16_products": "native"}
 
 
 class _Recorder(torch.utils._python_dispatch.TorchDispatchMode):

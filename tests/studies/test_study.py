@@ -255,8 +255,11 @@ def test_loss_panel_shows_the_mean_since_each_evaluation_and_falls_back_for_olde
     older = copy.deepcopy(result)
     for curves in older.curves.values():
         curves.pop("train_loss_mean", None)
+    partly = copy.deepcopy(result)  # one seed of one arm trained before the mean existed
+    partly.curves["surgery"]["train_loss_mean"]["n"][-1] -= 1
     for res, title in ((result, "training loss (mean since the previous evaluation, nats)"),
-                       (older, "training loss (last step before each evaluation, nats)")):
+                       (older, "training loss (last step before each evaluation, nats)"),
+                       (partly, "training loss (last step before each evaluation, nats)")):
         fig = curves_figure(res)
         try:
             panel = fig.axes[0]

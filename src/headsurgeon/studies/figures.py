@@ -46,8 +46,14 @@ def _n_seeds(study: StudyResult) -> int:
     return max((s.n for m in study.arms.values() for s in m.values()), default=0)
 
 
-def _has_values(study: StudyResult, arms: list[str], key: str) -> bool:
-    return any(m is not None for a in arms for m in study.curves[a].get(key, {}).get("mean", []))
+def _complete(study: StudyResult, arms: list[str], key: str, *, like: str) -> bool:
+    """Whether curve ``key`` has as many seeds as curve ``like`` at every step of every arm: a
+    mean over only the runs trained after it was recorded would mislead, so the panel falls back."""
+    for arm in arms:
+        curve, ref = study.curves[arm].get(key), study.curves[arm].get(like)
+        if curve is None or ref is None or curve["n"] != ref["n"]:
+            return False
+    return bool(arms)
 
 
 def curves_figure(study: StudyResult):
@@ -56,7 +62,7 @@ def curves_figure(study: StudyResult):
     stock = study.curves.get("stock", {})
     for ax, (key, title) in zip(axes.flat, _PANELS):
         arms = [a for a in _arms(study) if a != "stock"]
-        if key == "train_loss_mean" and not _has_values(study, arms, key):  # runs trained before the mean was recorded
+        if key == "train_loss_mean" and not _complete(study, arms, key, like="train_loss"):  # some runs predate the mean
             key, title = "train_loss", "training loss (last step before each evaluation, nats)"
         for i, arm in enumerate(arms):
             c = study.curves[arm].get(key)

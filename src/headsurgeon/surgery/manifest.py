@@ -39,20 +39,20 @@ def versions() -> dict:
         "transformers": transformers.__version__,
         "accelerate": accelerate.__version__,
         "python": platform.python_version(),
-        **environment_notes(),
     }
 
 
-def environment_notes(*, bf16: bool = False) -> dict:
-    """What about this session changes how numbers are computed, beyond the versions: today how
-    CPU bf16 products are computed (:mod:`headsurgeon.models.cpu_bf16`), so a run trained partly
-    on a CPU with native bf16 and partly on one without says which session did what. ``bf16``:
-    the run computes in bf16, so "native" is worth saying too."""
+def environment_notes(*, bf16: bool) -> dict:
+    """What about this session changes how a run's numbers are computed, beyond the versions:
+    today, for a run that computes in bf16 (``bf16``), how its CPU bf16 products are computed
+    (:mod:`headsurgeon.models.cpu_bf16`), so a run trained partly on a CPU with native bf16 and
+    partly on one without says which session did what. Nothing for other runs: the widening may
+    be on in the process for an earlier bf16 model without touching an fp32 run's numbers."""
     from headsurgeon.models.cpu_bf16 import bf16_products_widened
 
-    if bf16_products_widened():
-        return {"bf16_products": "widened to fp32 (no native bf16 on this CPU)"}
-    return {"bf16_products": "native"} if bf16 else {}
+    if not bf16:
+        return {}
+    return {"bf16_products": "widened to fp32 (no native bf16 on this CPU)" if bf16_products_widened() else "native"}
 
 
 def fingerprint(model: dict, plan: dict, config: dict, *, weights: str | None = None, extra: dict | None = None) -> str:
