@@ -47,6 +47,8 @@ def test_two_processes_match_one_process_with_twice_the_accumulation(text_corpus
     single = json.loads((tmp_path / "single" / "manifest.json").read_text())
     assert ddp["outcome"]["tokens"] == single["outcome"]["tokens"]  # both counted 4 micro-batches per step
     assert ddp["invariant"]["final"]["held"]
+    for key in ("train_loss", "train_loss_mean"):  # the whole step's losses, not the main process's share
+        assert [r[key] for r in ddp["history"][1:]] == pytest.approx([r[key] for r in single["history"][1:]], abs=2e-4), key
     a = load_file(str(tmp_path / "ddp" / "models" / "final" / "model.safetensors"))
     b = load_file(str(tmp_path / "single" / "models" / "final" / "model.safetensors"))
     assert a.keys() == b.keys()

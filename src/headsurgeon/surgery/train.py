@@ -80,6 +80,14 @@ def make_scheduler(optimizer, cfg: SurgeryConfig, total_steps: int):
     return get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_fraction * total_steps), total_steps)
 
 
+def _mean_over_processes(accelerator, value: float, processes: int) -> float:
+    """The step's loss over every process's micro-batches (each has as many), not only the main
+    process's share: the number the manifest records is then the same however the run is split."""
+    if processes == 1:
+        return value
+    return float(accelerator.reduce(torch.tensor([value], dtype=torch.float64, device=accelerator.device), reduction="mean").item())
+
+
 def _accumulate(accelerator, model, train, order, first_micro, rank, P, cfg, state, prefix_cache) -> list[float]:
     """Forward and backward of one optimizer step's micro-batches (this process's share); their losses."""
     losses = []
@@ -150,7 +158,7 @@ def train_loop(
         optimizer.zero_grad(set_to_none=True)
         state.step += 1
         state.train_seconds += time.perf_counter() - t0
-        state.recent_loss = sum(losses) / len(losses)
+        state.recent_loss = _mean_over_processes(accelerator, sum(losses) / len(losses), P)
         state.window_loss_sum += state.recent_loss
         state.window_steps += 1
         if state.step == 3 and not all(grad_seen):
