@@ -32,7 +32,7 @@ from __future__ import annotations
 import functools
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._python_dispatch import TorchDispatchMode, _get_current_dispatch_mode
 
 _aten = torch.ops.aten
 #: Products whose every tensor argument is widened; the result is rounded back to bf16.
@@ -123,8 +123,6 @@ def disable() -> None:
     """
     global _enabled
     if _enabled is not None:
-        from torch.utils._python_dispatch import _get_current_dispatch_mode
-
         if _get_current_dispatch_mode() is not _enabled:
             raise RuntimeError("cannot turn off the bf16 widening while another dispatch mode is active above it; leave that one first")
         _enabled.__exit__(None, None, None)

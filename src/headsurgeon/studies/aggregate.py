@@ -99,8 +99,7 @@ def arm_curves(runs: list[dict]) -> dict[str, dict[str, dict]]:
         for key in CURVES:
             mean, low, high, ns = [], [], [], []
             for s in steps:
-                vals = [r["curves"][key][r["curves"]["step"].index(s)] for r in rows
-                        if key in r["curves"] and s in r["curves"]["step"]]  # a run summarised before the curve existed
+                vals = [r["curves"][key][r["curves"]["step"].index(s)] for r in rows if s in r["curves"]["step"]]
                 vals = [v for v in vals if v is not None]
                 ns.append(len(vals))
                 mean.append(sum(vals) / len(vals) if vals else None)

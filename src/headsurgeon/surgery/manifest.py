@@ -20,6 +20,7 @@ from pathlib import Path
 
 from headsurgeon.errors import HeadsurgeonError
 from headsurgeon.io import now_iso, read_document, write_document
+from headsurgeon.models.cpu_bf16 import bf16_products_widened
 
 from .folder import MANIFEST, RunFolder
 
@@ -48,8 +49,6 @@ def environment_notes(*, bf16: bool) -> dict:
     (:mod:`headsurgeon.models.cpu_bf16`), so a run trained partly on a CPU with native bf16 and
     partly on one without says which session did what. Nothing for other runs: the widening may
     be on in the process for an earlier bf16 model without touching an fp32 run's numbers."""
-    from headsurgeon.models.cpu_bf16 import bf16_products_widened
-
     if not bf16:
         return {}
     return {"bf16_products": "widened to fp32 (no native bf16 on this CPU)" if bf16_products_widened() else "native"}

@@ -43,6 +43,17 @@ class LoopState:
     window_loss_sum: float = 0.0
     window_steps: int = 0
 
+    def add_step_loss(self, loss: float) -> None:
+        self.recent_loss = loss
+        self.window_loss_sum += loss
+        self.window_steps += 1
+
+    def take_window_mean(self) -> float:
+        """The mean step loss since the previous call (an evaluation), and a new window."""
+        mean = self.window_loss_sum / self.window_steps
+        self.window_loss_sum, self.window_steps = 0.0, 0
+        return mean
+
 
 def steps_per_epoch(n_sequences: int, cfg: SurgeryConfig, num_processes: int = 1) -> int:
     return (n_sequences // cfg.batch_size) // (cfg.grad_accum * num_processes)
@@ -158,9 +169,7 @@ def train_loop(
         optimizer.zero_grad(set_to_none=True)
         state.step += 1
         state.train_seconds += time.perf_counter() - t0
-        state.recent_loss = _mean_over_processes(accelerator, sum(losses) / len(losses), P)
-        state.window_loss_sum += state.recent_loss
-        state.window_steps += 1
+        state.add_step_loss(_mean_over_processes(accelerator, sum(losses) / len(losses), P))
         if state.step == 3 and not all(grad_seen):
             raise HeadsurgeonError(
                 f"{grad_seen.count(False)} surgical slices received no gradient in the first 3 steps; "

@@ -410,10 +410,9 @@ def _train(trainable: Trainable, folder: RunFolder, data: RunData, accelerator, 
         if not (st.step % cfg.eval_every == 0 or epoch_end or st.step == end):
             return False
         row = {"step": st.step, "epoch": round(st.step / per_epoch, 3), "tokens": st.tokens, "train_loss": round(st.recent_loss, 4),
-               "train_loss_mean": round(st.window_loss_sum / st.window_steps, 4) if st.window_steps else None,
+               "train_loss_mean": round(st.take_window_mean(), 4),  # on_step follows a step: never empty
                "lr": scheduler.get_last_lr()[0], "tokens_per_second": round(st.tokens / max(st.train_seconds, 1e-9), 1),
                "epoch_end": epoch_end, **evaluate(folder.step_tag(st.step))}
-        st.window_loss_sum, st.window_steps = 0.0, 0
         manifest.history.append(row)
         maybe_best(row)
         if epoch_end and cfg.keep_epoch_models and trainable.keeps_epoch_models and main:
